@@ -1,0 +1,79 @@
+// crier's error codes: one std::error_category for everything the library reports.
+#pragma once
+
+#include <string>
+#include <system_error>
+
+namespace crier {
+
+enum class errc {
+  ok = 0,
+  // topics and ids
+  invalid_topic = 1,      // name outside the documented charset / length
+  invalid_pattern,        // wildcard not a whole segment, or `**` not last
+  invalid_id,             // a `since` / Last-Event-ID that does not parse
+  invalid_event_name,     // event name with CR, LF, NUL or too long
+  payload_too_large,      // over the hub's max_payload_bytes
+  too_many_topics,        // the broker holds max_topics topics with history
+  // subscriptions
+  queue_overflow,         // the subscriber's queue overflowed under policy `disconnect`
+  unsubscribed,           // the subscription was cancelled
+  hub_stopped,            // the hub is shutting down
+  // HTTP
+  bad_request,
+  header_too_large,
+  too_many_headers,
+  uri_too_long,
+  body_too_large,
+  length_required,
+  header_timeout,
+  idle_timeout,
+  too_many_connections,
+  server_stopping,
+};
+
+namespace detail {
+class crier_category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "crier"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::ok: return "ok";
+      case errc::invalid_topic: return "invalid topic name";
+      case errc::invalid_pattern: return "invalid topic pattern";
+      case errc::invalid_id: return "invalid message id";
+      case errc::invalid_event_name: return "invalid event name";
+      case errc::payload_too_large: return "payload too large";
+      case errc::too_many_topics: return "too many topics";
+      case errc::queue_overflow: return "subscriber queue overflow";
+      case errc::unsubscribed: return "unsubscribed";
+      case errc::hub_stopped: return "hub stopped";
+      case errc::bad_request: return "bad request";
+      case errc::header_too_large: return "request header too large";
+      case errc::too_many_headers: return "too many request headers";
+      case errc::uri_too_long: return "request target too long";
+      case errc::body_too_large: return "request body too large";
+      case errc::length_required: return "length required";
+      case errc::header_timeout: return "request header timeout";
+      case errc::idle_timeout: return "idle timeout";
+      case errc::too_many_connections: return "too many connections";
+      case errc::server_stopping: return "server stopping";
+    }
+    return "unknown crier error";
+  }
+};
+}  // namespace detail
+
+inline const std::error_category& crier_category() noexcept {
+  static const detail::crier_category cat;
+  return cat;
+}
+
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), crier_category()};
+}
+
+}  // namespace crier
+
+template <>
+struct std::is_error_code_enum<crier::errc> : std::true_type {};
