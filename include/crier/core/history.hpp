@@ -54,6 +54,7 @@ class topic_history {
   read_result read_after(const std::string& topic, const message_id* from) const {
     read_result r;
     std::uint64_t start = first_seq();
+    if (from && from->epoch == 0 && from->seq == 0) from = nullptr;  // "nothing seen yet"
     if (from) {
       if (from->epoch != epoch_ || from->seq > last_seq_)
         r.gap = gap_notice{topic, gap_reason::reset, *from, {epoch_, start}, 0};

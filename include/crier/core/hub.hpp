@@ -147,8 +147,9 @@ class hub_core : public std::enable_shared_from_this<hub_core<Executor>> {
     stats_.subscriptions = all_.size();
   }
 
-  // Replays history for `topic` according to `since` and sets the starting position.
-  void resume(subscription_state& s, const std::string& topic, const cursor& since, bool from_pattern) {
+  // Sets the starting position for `topic` per `since` and collects the history to replay.
+  void resume(subscription_state& s, const std::string& topic, const cursor& since, bool from_pattern,
+              std::vector<message_ptr>& replay) {
     const message_id* from = nullptr;
     switch (since.what) {
       case cursor::kind::none:
@@ -169,7 +170,8 @@ class hub_core : public std::enable_shared_from_this<hub_core<Executor>> {
     s.set_position(topic, r.messages.empty() ? r.position
                                              : message_id{r.position.epoch, r.messages.front()->seq() - 1});
     if (r.gap) s.add_gap(std::move(*r.gap));
-    for (auto& m : r.messages) s.offer(m, /*replay=*/true);
+    replay.insert(replay.end(), std::make_move_iterator(r.messages.begin()),
+                  std::make_move_iterator(r.messages.end()));
   }
 };
 
@@ -313,15 +315,21 @@ auto basic_hub<Executor>::subscribe(const subscribe_request& req, subscriber& si
   auto s = std::make_shared<subscription_state>(req.queue.value_or(core.opts_.queue), &sink);
   core.all_.emplace(s.get(), s);
   core.stats_.subscriptions = core.all_.size();
+  std::vector<message_ptr> replay;
   for (auto& t : req.topics)
     if (!is_pattern(t)) {
       core.attach_exact(t, s.get());
-      core.resume(*s, t, req.since, false);
+      core.resume(*s, t, req.since, false, replay);
     }
   for (auto& p : patterns) {
-    for (auto& t : core.broker_.topics_matching(p)) core.resume(*s, t, req.since, true);
+    for (auto& t : core.broker_.topics_matching(p)) core.resume(*s, t, req.since, true, replay);
     core.attach_pattern(std::move(p), s.get());
   }
+  // Several topics: replay in publish order, as a live subscriber would have seen them.
+  if (req.topics.size() > 1 || !patterns.empty())
+    std::stable_sort(replay.begin(), replay.end(),
+                     [](const message_ptr& a, const message_ptr& b) { return a->published() < b->published(); });
+  for (auto& m : replay) s->offer(m, /*replay=*/true);
   if (s->has_items()) core.schedule(*s);
   return subscription{core_, std::move(s)};
 }

@@ -48,7 +48,7 @@ class local_broker {
     auto it = topics_.find(topic);
     if (it == topics_.end()) {
       topic_history::read_result r;
-      if (from) r.gap = gap_notice{topic, gap_reason::reset, *from, {0, 1}, 0};
+      if (from && from->epoch != 0) r.gap = gap_notice{topic, gap_reason::reset, *from, {0, 1}, 0};
       return r;
     }
     it->second.trim(history_, std::chrono::system_clock::now());

@@ -1,0 +1,117 @@
+// crier_server: a hub with every transport on the default routes, and a live page at "/".
+//   crier_server --listen 127.0.0.1:8080 [--history-messages N] [--history-bytes N]
+//                [--history-age S] [--queue-messages N] [--policy disconnect|drop_oldest|conflate]
+//                [--max-payload N] [--heartbeat MS] [--cors ORIGIN] [--threads N]
+#include <crier/crier.hpp>
+
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string_view>
+#include <thread>
+
+namespace {
+
+const char* const index_html =
+#include "index.html.inc"
+    ;
+
+void usage(std::FILE* out) {
+  std::fputs(
+      "usage: crier_server [options]\n"
+      "  --listen HOST:PORT        address to serve (default 127.0.0.1:8080; port 0 = any free)\n"
+      "  --history-messages N      messages kept per topic for resume (default 1000)\n"
+      "  --history-bytes N         payload bytes kept per topic (default 64 MiB)\n"
+      "  --history-age S           seconds a message stays in history (default 3600; 0 = forever)\n"
+      "  --queue-messages N        per-subscriber queue bound (default 4096)\n"
+      "  --queue-bytes N           per-subscriber queued bytes bound (default 32 MiB)\n"
+      "  --policy P                overflow policy: disconnect (default), drop_oldest, conflate\n"
+      "  --max-payload N           largest publish in bytes (default 16 MiB)\n"
+      "  --heartbeat MS            keep-alive interval on idle streams (default 15000; 0 = off)\n"
+      "  --max-stream-ms MS        end each stream cleanly after MS (clients resume; default 0 = never)\n"
+      "  --retry-ms MS             SSE retry: hint (default 2000)\n"
+      "  --header-timeout MS       close connections whose request head is unfinished (default 10000)\n"
+      "  --max-connections N       connection limit (default 100000)\n"
+      "  --cors ORIGIN             allow this Origin (or *) for CORS; repeatable\n"
+      "  --threads N               threads running the io_context (default 1)\n"
+      "  --help                    this text\n",
+      out);
+}
+
+template <class T>
+bool number(std::string_view s, T& out) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc{} && p == s.data() + s.size();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  crier::hub_options hub_opts;
+  crier::server_options srv_opts;
+  srv_opts.index_html = index_html;
+  unsigned threads = 1;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--help" || a == "-h") return usage(stdout), 0;
+    if (i + 1 >= argc) return std::fprintf(stderr, "crier_server: %s needs a value\n", argv[i]), usage(stderr), 2;
+    std::string_view v = argv[++i];
+    std::size_t n = 0;
+    bool ok = true;
+    if (a == "--listen") srv_opts.listen = v;
+    else if (a == "--cors") srv_opts.cors_origins.emplace_back(v);
+    else if (a == "--policy") {
+      if (v == "disconnect") hub_opts.queue.policy = crier::overflow_policy::disconnect;
+      else if (v == "drop_oldest") hub_opts.queue.policy = crier::overflow_policy::drop_oldest;
+      else if (v == "conflate") hub_opts.queue.policy = crier::overflow_policy::conflate;
+      else ok = false;
+    } else if (!(ok = number(v, n))) {
+    } else if (a == "--history-messages") hub_opts.history.max_messages = n;
+    else if (a == "--history-bytes") hub_opts.history.max_bytes = n;
+    else if (a == "--history-age") hub_opts.history.max_age = std::chrono::seconds(n);
+    else if (a == "--queue-messages") hub_opts.queue.max_messages = n;
+    else if (a == "--queue-bytes") hub_opts.queue.max_bytes = n;
+    else if (a == "--max-payload") {
+      hub_opts.max_payload_bytes = n;
+      srv_opts.http.max_body_bytes = std::max(srv_opts.http.max_body_bytes, n);
+    } else if (a == "--heartbeat") srv_opts.heartbeat = std::chrono::milliseconds(n);
+    else if (a == "--max-stream-ms") srv_opts.max_stream_duration = std::chrono::milliseconds(n);
+    else if (a == "--retry-ms") srv_opts.sse.retry = std::chrono::milliseconds(n);
+    else if (a == "--header-timeout") srv_opts.http.header_timeout = std::chrono::milliseconds(n);
+    else if (a == "--max-connections") srv_opts.http.max_connections = n;
+    else if (a == "--threads") threads = static_cast<unsigned>(std::max<std::size_t>(n, 1));
+    else ok = false;
+    if (!ok) return std::fprintf(stderr, "crier_server: bad option %s %s\n", argv[i - 1], argv[i]), usage(stderr), 2;
+  }
+
+  asio::io_context io;
+  crier::hub hub{io, hub_opts};
+  std::optional<crier::server> server;
+  try {
+    server.emplace(hub, srv_opts);
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "crier_server: %s\n", e.what());
+    return 1;
+  }
+  std::printf("crier listening on %s\n", server->url().c_str());
+  std::fflush(stdout);
+
+  // SIGINT/SIGTERM: stop accepting, end streams cleanly, answer waiting polls, then exit.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code ec, int) {
+    if (ec) return;
+    asio::post(hub.get_executor(), [&] {
+      server->stop([&] {
+        hub.stop();
+        io.stop();
+      });
+    });
+  });
+
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+  std::printf("crier stopped\n");
+}

@@ -1,0 +1,9 @@
+// crier: an embeddable pub/sub hub. One include: the hub, the server and every transport.
+#pragma once
+
+#include <crier/concepts.hpp>
+#include <crier/core/hub.hpp>
+#include <crier/error.hpp>
+#include <crier/server.hpp>
+
+#include <asio.hpp>

@@ -1,0 +1,288 @@
+// The front door: an HTTP server on the hub's strand that routes
+//   /topics/{topics}   POST publishes; GET subscribes over SSE, NDJSON, long-poll or poll
+//   /healthz, /metrics, and "/" when an index page is configured
+// and hands sockets an application accepted itself to crier (adopt()).
+#pragma once
+
+#include <crier/core/hub.hpp>
+#include <crier/http/server.hpp>
+#include <crier/server_options.hpp>
+#include <crier/transport/longpoll.hpp>
+#include <crier/transport/ndjson.hpp>
+#include <crier/transport/sse.hpp>
+#include <crier/transport/stream_session.hpp>
+#include <crier/transport/subscribe_params.hpp>
+
+#include <asio/steady_timer.hpp>
+
+#include <stdexcept>
+#include <unordered_map>
+
+namespace crier {
+
+template <class Executor = asio::any_io_executor>
+class basic_server {
+ public:
+  using hub_type = basic_hub<Executor>;
+  using strand_type = typename hub_type::executor_type;
+
+  // Listens on o.listen (unless empty); throws std::system_error if it cannot.
+  explicit basic_server(hub_type& hub, server_options o = {})
+      : hub_(hub),
+        opts_(std::move(o)),
+        http_(hub.get_executor(), opts_.http, [this](std::shared_ptr<http::exchange> ex) { route(std::move(ex)); }),
+        heartbeat_timer_(hub.get_executor()) {
+    add_transport(sse_transport{opts_.sse});
+    add_transport(ndjson_transport{});
+    if (!opts_.listen.empty())
+      if (auto ec = http_.listen(opts_.listen)) throw std::system_error(ec, "crier: listen on " + opts_.listen);
+    if (opts_.heartbeat.count() > 0) arm_heartbeat();
+  }
+  basic_server(const basic_server&) = delete;
+  basic_server& operator=(const basic_server&) = delete;
+  ~basic_server() {
+    heartbeat_timer_.cancel();
+    streams_.clear();
+    polls_.clear();
+  }
+
+  // Registers a streaming transport; the ones added last are asked first, so an
+  // application's transport can take requests before the built-ins.
+  template <transport T>
+  void add_transport(T t) {
+    transports_.insert(transports_.begin(), std::make_unique<transport_slot<T>>(std::move(t)));
+  }
+
+  std::vector<asio::ip::tcp::endpoint> local_endpoints() const { return http_.local_endpoints(); }
+  // "http://127.0.0.1:8080/" for the first listening endpoint.
+  std::string url() const {
+    auto eps = local_endpoints();
+    if (eps.empty()) return {};
+    auto addr = eps.front().address();
+    auto host = addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string();
+    return "http://" + host + ":" + std::to_string(eps.front().port()) + opts_.prefix + "/";
+  }
+  void adopt(asio::ip::tcp::socket s, std::string_view already_read = {}) { http_.adopt(std::move(s), already_read); }
+
+  // Graceful: stop accepting; streams end cleanly, waiting long-polls answer; then done().
+  void stop(std::function<void()> done = {}) {
+    heartbeat_timer_.cancel();
+    http_.stop(std::move(done));
+  }
+
+  std::size_t stream_count() const noexcept { return streams_.size(); }
+  std::size_t waiting_polls() const noexcept { return polls_.size(); }
+  const server_options& options() const noexcept { return opts_; }
+
+ private:
+  // Type erasure for streaming transports: a user's type works alongside the built-ins.
+  struct transport_slot_base {
+    virtual ~transport_slot_base() = default;
+    virtual bool accepts(const http::request&) const = 0;
+    virtual void start(basic_server&, std::shared_ptr<http::exchange>, subscribe_params&) const = 0;
+  };
+  template <class T>
+  struct transport_slot final : transport_slot_base {
+    explicit transport_slot(T t) : t_(std::move(t)) {}
+    bool accepts(const http::request& r) const override { return t_.accepts(r); }
+    void start(basic_server& srv, std::shared_ptr<http::exchange> ex, subscribe_params& p) const override {
+      stream_context ctx{.multi_topic = p.multi_topic(), .envelope = p.envelope || p.multi_topic()};
+      auto s = std::make_shared<stream_session<T, Executor>>(
+          t_, ex, ctx, [&srv](stream_session<T, Executor>* s) { srv.streams_.erase(s); });
+      http::response cors;
+      srv.apply_cors(ex->req(), &cors);
+      std::error_code ec;
+      if (!s->start(srv.hub_, {.topics = std::move(p.topics), .since = std::move(p.since)}, cors.headers,
+                    srv.opts_.max_stream_duration, ec))
+        return srv.fail(*ex, 400, ec);
+      srv.streams_.emplace(s.get(), s);
+      ++srv.streams_opened_;
+    }
+    T t_;
+  };
+
+  void route(std::shared_ptr<http::exchange> ex) {
+    auto& req = ex->req();
+    std::string_view path = req.path();
+    if (!path.starts_with(opts_.prefix)) return not_found(*ex);
+    path.remove_prefix(opts_.prefix.size());
+    if (path.starts_with("/topics/")) return topics(std::move(ex), path.substr(8));
+    if (path == "/healthz") {
+      if (only_get(*ex)) ex->respond(http::response::json(200, R"({"status":"ok"})"));
+      return;
+    }
+    if (path == "/metrics") {
+      if (only_get(*ex)) ex->respond(metrics());
+      return;
+    }
+    if (path == "/" && !opts_.index_html.empty()) {
+      if (!only_get(*ex)) return;
+      http::response r;
+      r.set("Content-Type", "text/html; charset=utf-8");
+      r.body = opts_.index_html;
+      return ex->respond(std::move(r));
+    }
+    not_found(*ex);
+  }
+
+  void topics(std::shared_ptr<http::exchange> ex, std::string_view topics_part) {
+    auto& req = ex->req();
+    auto method = req.method();
+    if (method == "OPTIONS") {
+      http::response r;
+      r.status = 204;
+      r.set("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      r.set("Access-Control-Allow-Headers", "Content-Type, Last-Event-ID, Crier-Event");
+      r.set("Access-Control-Max-Age", "600");
+      apply_cors(req, &r);
+      return ex->respond(std::move(r));
+    }
+    if (method == "POST") return publish(*ex, topics_part);
+    if (method != "GET") {
+      auto r = http::response::error(405, "method_not_allowed", "use GET to subscribe or POST to publish");
+      r.set("Allow", "GET, POST, OPTIONS");
+      return ex->respond(std::move(r));
+    }
+    const transport_slot_base* stream = nullptr;
+    for (auto& t : transports_)
+      if (t->accepts(req)) {
+        stream = t.get();
+        break;
+      }
+    subscribe_params p;
+    if (auto err = parse_subscribe_params(req, topics_part, opts_.max_topics_per_request, stream != nullptr, p))
+      return ex->respond(with_cors(req, http::response::error(400, err->code, err->message)));
+    if (stream) return stream->start(*this, std::move(ex), p);
+
+    bool longpoll = p.wait.has_value();
+    auto wait = longpoll ? std::min<std::chrono::milliseconds>(*p.wait, opts_.max_wait) : std::chrono::milliseconds(0);
+    if (!longpoll && p.since.what == cursor::kind::none) p.since.what = cursor::kind::all;  // poll: all held
+    http::response cors;
+    apply_cors(req, &cors);
+    auto s = std::make_shared<longpoll_session<Executor>>(ex, p.multi_topic(), opts_.max_poll_bytes,
+                                                          std::move(cors.headers),
+                                                          [this](longpoll_session<Executor>* s) { polls_.erase(s); });
+    s->topic_ = p.topics.front();
+    polls_.emplace(s.get(), s);  // before start(): it may answer (and erase) at once
+    std::error_code ec;
+    if (!s->start(hub_, {.topics = std::move(p.topics), .since = std::move(p.since)}, wait, ec)) {
+      polls_.erase(s.get());
+      fail(*ex, 400, ec);
+    }
+  }
+
+  void publish(http::exchange& ex, std::string_view topic_part) {
+    auto& req = ex.req();
+    auto topic = detail::percent_decode_path(topic_part);
+    if (!topic || topic->find(',') != std::string::npos || is_pattern(*topic))
+      return ex.respond(with_cors(req, http::response::error(400, "invalid_topic", "publish to exactly one topic name")));
+    publish_options o;
+    if (auto e = req.header("crier-event")) o.event = std::string(*e);
+    else if (auto q = req.query_param("event")) o.event = std::move(*q);
+    if (auto ct = req.header("content-type")) o.content_type = std::string(*ct);
+    auto r = hub_.publish(*topic, std::move(ex.req().body()), std::move(o));
+    if (r.error) return fail(ex, 400, r.error);
+    std::string body = R"({"id":")" + r.id.to_string() + R"(","topic":)" + detail::json_string(*topic) + "}";
+    auto resp = http::response::json(200, std::move(body));
+    resp.set("Crier-Id", r.id.to_string());
+    ex.respond(with_cors(req, std::move(resp)));
+  }
+
+  void fail(http::exchange& ex, unsigned status, std::error_code ec) {
+    std::string code = "bad_request";
+    if (ec == errc::invalid_topic) code = "invalid_topic";
+    else if (ec == errc::invalid_pattern) code = "invalid_topic", status = 400;
+    else if (ec == errc::invalid_id) code = "invalid_id";
+    else if (ec == errc::invalid_event_name) code = "invalid_event_name";
+    else if (ec == errc::payload_too_large) code = "payload_too_large", status = 413;
+    else if (ec == errc::too_many_topics) code = "too_many_topics", status = 503;
+    else if (ec == errc::hub_stopped) code = "unavailable", status = 503;
+    ex.respond(with_cors(ex.req(), http::response::error(status, code, ec.message())));
+  }
+
+  bool only_get(http::exchange& ex) {
+    if (ex.req().method() == "GET" || ex.req().method() == "HEAD") return true;
+    auto r = http::response::error(405, "method_not_allowed", "only GET is allowed here");
+    r.set("Allow", "GET");
+    ex.respond(std::move(r));
+    return false;
+  }
+  void not_found(http::exchange& ex) {
+    ex.respond(http::response::error(404, "not_found", "no route for " + std::string(ex.req().path().substr(0, 200))));
+  }
+
+  // CORS per opts_.cors_origins ("*" allows any origin).
+  void apply_cors(const http::request& req, http::response* r) const {
+    if (opts_.cors_origins.empty()) return;
+    auto origin = req.header("origin");
+    if (!origin) return;
+    for (auto& o : opts_.cors_origins)
+      if (o == "*" || o == *origin) {
+        r->set("Access-Control-Allow-Origin", o == "*" ? "*" : std::string(*origin));
+        if (o != "*") r->set("Vary", "Origin");
+        r->set("Access-Control-Expose-Headers", "Crier-Id, Crier-Cursor");
+        return;
+      }
+  }
+  http::response with_cors(const http::request& req, http::response r) const {
+    apply_cors(req, &r);
+    return r;
+  }
+
+  http::response metrics() const {
+    auto& s = hub_.stats();
+    std::string b;
+    auto line = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
+      b += "# HELP crier_";
+      b += name;
+      b += ' ';
+      b += help;
+      b += "\n# TYPE crier_";
+      b += name;
+      b += ' ';
+      b += type;
+      b += "\ncrier_";
+      b += name;
+      b += ' ';
+      b += std::to_string(v);
+      b += '\n';
+    };
+    line("published_total", "counter", "Messages fanned out by the hub.", s.published);
+    line("deliveries_offered_total", "counter", "Message x subscriber offers.", s.fanned_out);
+    line("overflow_disconnects_total", "counter", "Subscribers ended by queue overflow.", s.overflow_disconnects);
+    line("subscriptions", "gauge", "Live subscriptions.", s.subscriptions);
+    line("streams", "gauge", "Open SSE / NDJSON / custom streams.", streams_.size());
+    line("streams_opened_total", "counter", "Streams started.", streams_opened_);
+    line("waiting_polls", "gauge", "Long-polls waiting.", polls_.size());
+    line("connections", "gauge", "Open HTTP connections.", http_.connection_count());
+    http::response r;
+    r.set("Content-Type", "text/plain; version=0.0.4");
+    r.body = std::move(b);
+    return r;
+  }
+
+  void arm_heartbeat() {
+    heartbeat_timer_.expires_after(opts_.heartbeat);
+    heartbeat_timer_.async_wait([this](std::error_code ec) {
+      if (ec) return;
+      std::vector<std::shared_ptr<stream_base>> all;
+      all.reserve(streams_.size());
+      for (auto& [p, s] : streams_) all.push_back(s);
+      for (auto& s : all) s->heartbeat();
+      arm_heartbeat();
+    });
+  }
+
+  hub_type& hub_;
+  server_options opts_;
+  http::basic_server<strand_type> http_;
+  asio::steady_timer heartbeat_timer_;
+  std::vector<std::unique_ptr<transport_slot_base>> transports_;
+  std::unordered_map<const void*, std::shared_ptr<stream_base>> streams_;
+  std::uint64_t streams_opened_ = 0;
+  std::unordered_map<const void*, std::shared_ptr<longpoll_session<Executor>>> polls_;
+};
+
+using server = basic_server<>;
+
+}  // namespace crier

@@ -1,0 +1,29 @@
+// Options of the front door (crier::server). Designated-initializer friendly.
+#pragma once
+
+#include <crier/http/options.hpp>
+#include <crier/transport/sse.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace crier {
+
+struct server_options {
+  std::string listen = "127.0.0.1:8080";        // "host:port" ("[::1]:0" = any free port); "" = adopt() only
+  std::string prefix = "";                      // route prefix, e.g. "/crier" -> /crier/topics/...
+  http::server_options http{};                  // limits and timeouts of the HTTP layer
+  sse_options sse{};                            // SSE retry hint
+  std::chrono::milliseconds heartbeat{15'000};  // keep-alive bytes on idle streams (0 = off)
+  std::chrono::milliseconds max_stream_duration{0};  // end streams cleanly after this (0 = never);
+                                                    // clients reconnect and resume by id
+  std::chrono::milliseconds max_wait{300'000};  // cap on a long-poll's ?wait=
+  std::size_t max_topics_per_request = 64;      // topics and patterns in one subscribe request
+  std::size_t max_poll_bytes = 16 * 1024 * 1024;  // a poll answer stops adding messages past this
+                                                // (always at least one); the cursor resumes the rest
+  std::vector<std::string> cors_origins{};      // allowed Origins for CORS ("*" = any); empty = no CORS headers
+  std::string index_html{};                     // served at "/" when not empty
+};
+
+}  // namespace crier
