@@ -12,7 +12,8 @@ enum class errc {
   invalid_topic = 1,      // name outside the documented charset / length
   invalid_pattern,        // wildcard not a whole segment, or `**` not last
   invalid_id,             // a `since` / Last-Event-ID that does not parse
-  invalid_event_name,     // event name with CR, LF, NUL or too long
+  invalid_event_name,     // event name outside [A-Za-z0-9._:-], too long, or reserved
+  invalid_content_type,   // content type with control or non-ASCII bytes, or too long
   payload_too_large,      // over the hub's max_payload_bytes
   too_many_topics,        // the broker holds max_topics topics with history
   // subscriptions
@@ -43,6 +44,7 @@ class crier_category final : public std::error_category {
       case errc::invalid_pattern: return "invalid topic pattern";
       case errc::invalid_id: return "invalid message id";
       case errc::invalid_event_name: return "invalid event name";
+      case errc::invalid_content_type: return "invalid content type";
       case errc::payload_too_large: return "payload too large";
       case errc::too_many_topics: return "too many topics";
       case errc::queue_overflow: return "subscriber queue overflow";

@@ -40,10 +40,14 @@ class basic_server {
   }
   basic_server(const basic_server&) = delete;
   basic_server& operator=(const basic_server&) = delete;
+  // Closes what is left; handlers still queued find the server gone (life_ expired).
   ~basic_server() {
+    life_.reset();
     heartbeat_timer_.cancel();
-    streams_.clear();
-    polls_.clear();
+    auto streams = std::move(streams_);
+    for (auto& [p, s] : streams) s->abandon();
+    auto polls = std::move(polls_);
+    for (auto& [p, s] : polls) s->abandon();
   }
 
   // Registers a streaming transport; the ones added last are asked first, so an
@@ -83,12 +87,14 @@ class basic_server {
   };
   template <class T>
   struct transport_slot final : transport_slot_base {
-    explicit transport_slot(T t) : t_(std::move(t)) {}
-    bool accepts(const http::request& r) const override { return t_.accepts(r); }
+    explicit transport_slot(T t) : t_(std::make_shared<const T>(std::move(t))) {}
+    bool accepts(const http::request& r) const override { return t_->accepts(r); }
     void start(basic_server& srv, std::shared_ptr<http::exchange> ex, subscribe_params& p) const override {
       stream_context ctx{.multi_topic = p.multi_topic(), .envelope = p.envelope || p.multi_topic()};
       auto s = std::make_shared<stream_session<T, Executor>>(
-          t_, ex, ctx, [&srv](stream_session<T, Executor>* s) { srv.streams_.erase(s); });
+          t_, ex, ctx, [&srv, life = std::weak_ptr<int>(srv.life_)](stream_session<T, Executor>* s) {
+            if (life.lock()) srv.streams_.erase(s);
+          });
       http::response cors;
       srv.apply_cors(ex->req(), &cors);
       std::error_code ec;
@@ -98,7 +104,7 @@ class basic_server {
       srv.streams_.emplace(s.get(), s);
       ++srv.streams_opened_;
     }
-    T t_;
+    std::shared_ptr<const T> t_;
   };
 
   void route(std::shared_ptr<http::exchange> ex) {
@@ -159,9 +165,11 @@ class basic_server {
     if (!longpoll && p.since.what == cursor::kind::none) p.since.what = cursor::kind::all;  // poll: all held
     http::response cors;
     apply_cors(req, &cors);
-    auto s = std::make_shared<longpoll_session<Executor>>(ex, p.multi_topic(), opts_.max_poll_bytes,
-                                                          std::move(cors.headers),
-                                                          [this](longpoll_session<Executor>* s) { polls_.erase(s); });
+    auto s = std::make_shared<longpoll_session<Executor>>(
+        ex, p.multi_topic(), opts_.max_poll_bytes, std::move(cors.headers),
+        [this, life = std::weak_ptr<int>(life_)](longpoll_session<Executor>* s) {
+          if (life.lock()) polls_.erase(s);
+        });
     s->topic_ = p.topics.front();
     polls_.emplace(s.get(), s);  // before start(): it may answer (and erase) at once
     std::error_code ec;
@@ -194,6 +202,7 @@ class basic_server {
     else if (ec == errc::invalid_pattern) code = "invalid_topic", status = 400;
     else if (ec == errc::invalid_id) code = "invalid_id";
     else if (ec == errc::invalid_event_name) code = "invalid_event_name";
+    else if (ec == errc::invalid_content_type) code = "invalid_content_type";
     else if (ec == errc::payload_too_large) code = "payload_too_large", status = 413;
     else if (ec == errc::too_many_topics) code = "too_many_topics", status = 503;
     else if (ec == errc::hub_stopped) code = "unavailable", status = 503;
@@ -263,16 +272,18 @@ class basic_server {
 
   void arm_heartbeat() {
     heartbeat_timer_.expires_after(opts_.heartbeat);
-    heartbeat_timer_.async_wait([this](std::error_code ec) {
-      if (ec) return;
+    heartbeat_timer_.async_wait([this, life = std::weak_ptr<int>(life_)](std::error_code ec) {
+      if (ec || !life.lock()) return;
       std::vector<std::shared_ptr<stream_base>> all;
       all.reserve(streams_.size());
       for (auto& [p, s] : streams_) all.push_back(s);
-      for (auto& s : all) s->heartbeat();
+      auto stalled_before = std::chrono::steady_clock::now() - opts_.stall_timeout;
+      for (auto& s : all) s->tick(stalled_before);
       arm_heartbeat();
     });
   }
 
+  std::shared_ptr<int> life_ = std::make_shared<int>(0);  // handlers hold it weakly: "server still here"
   hub_type& hub_;
   server_options opts_;
   http::basic_server<strand_type> http_;

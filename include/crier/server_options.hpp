@@ -15,7 +15,10 @@ struct server_options {
   std::string prefix = "";                      // route prefix, e.g. "/crier" -> /crier/topics/...
   http::server_options http{};                  // limits and timeouts of the HTTP layer
   sse_options sse{};                            // SSE retry hint
-  std::chrono::milliseconds heartbeat{15'000};  // keep-alive bytes on idle streams (0 = off)
+  std::chrono::milliseconds heartbeat{15'000};  // keep-alive bytes on idle streams, and the period of
+                                                // the stall check below (0 = off, both)
+  std::chrono::milliseconds stall_timeout{60'000};  // a stream whose write has not completed for this
+                                                // long (client stopped reading) is cut; it resumes by id
   std::chrono::milliseconds max_stream_duration{0};  // end streams cleanly after this (0 = never);
                                                     // clients reconnect and resume by id
   std::chrono::milliseconds max_wait{300'000};  // cap on a long-poll's ?wait=

@@ -17,6 +17,7 @@
 #include <asio/strand.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 
 namespace crier {
@@ -63,7 +64,7 @@ class hub_core : public std::enable_shared_from_this<hub_core<Executor>> {
   hub_options opts_;
   local_broker broker_;
   hub_stats stats_;
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};  // read by publish() on any thread
 
   struct topic_entry {
     std::vector<subscription_state*> subs;
@@ -73,19 +74,25 @@ class hub_core : public std::enable_shared_from_this<hub_core<Executor>> {
   // Subscribers to wake once the current burst of fan-outs is done (coalescing).
   std::vector<std::shared_ptr<subscription_state>> ready_;
   bool flush_pending_ = false;
+  // Fan-outs posted but not yet run. While some are queued, the flush waits for them (a few
+  // rounds at most), so a burst of publishes leaves as one gather write per subscriber.
+  std::atomic<std::size_t> pending_fanouts_{0};
+  unsigned flush_deferrals_ = 0;
+  static constexpr unsigned max_flush_deferrals = 64;
   // Every live subscription, to end them on stop(); owned by their handles.
   std::unordered_map<subscription_state*, std::weak_ptr<subscription_state>> all_;
 
   void fan_out(const message_ptr& m) {
+    pending_fanouts_.fetch_sub(1, std::memory_order_relaxed);
     ++stats_.published;
     auto it = topics_.find(m->topic());
     if (it == topics_.end()) {
-      if (patterns_.empty()) return;
-      topic_entry e;
+      bool any = false;
+      for (auto& [p, s] : patterns_) any = any || p.matches(m->topic());
+      if (!any) return;
+      it = topics_.try_emplace(m->topic()).first;
       for (auto& [p, s] : patterns_)
-        if (p.matches(m->topic())) add_unique(e.subs, s);
-      if (e.subs.empty()) return;
-      it = topics_.emplace(m->topic(), std::move(e)).first;
+        if (p.matches(m->topic())) link(*it, s);
     }
     for (auto* s : it->second.subs) {
       ++stats_.fanned_out;
@@ -106,6 +113,12 @@ class hub_core : public std::enable_shared_from_this<hub_core<Executor>> {
   }
 
   void flush() {
+    if (pending_fanouts_.load(std::memory_order_relaxed) > 0 && flush_deferrals_ < max_flush_deferrals) {
+      ++flush_deferrals_;
+      asio::post(strand_, [self = this->shared_from_this()] { self->flush(); });
+      return;
+    }
+    flush_deferrals_ = 0;
     flush_pending_ = false;
     auto ready = std::move(ready_);
     ready_.clear();
@@ -117,31 +130,38 @@ class hub_core : public std::enable_shared_from_this<hub_core<Executor>> {
     }
   }
 
-  static void add_unique(std::vector<subscription_state*>& v, subscription_state* s) {
-    if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+  // Adds `s` to a topic's subscribers once, remembering the link so detach() is O(links).
+  static void link(std::pair<const std::string, topic_entry>& entry, subscription_state* s) {
+    auto& v = entry.second.subs;
+    if (std::find(v.begin(), v.end(), s) != v.end()) return;
+    v.push_back(s);
+    s->linked_topics.push_back(&entry.first);  // unordered_map keys do not move
   }
 
   void attach_exact(const std::string& topic, subscription_state* s) {
     auto [it, fresh] = topics_.try_emplace(topic);
     if (fresh)
       for (auto& [p, ps] : patterns_)
-        if (p.matches(topic)) add_unique(it->second.subs, ps);
-    add_unique(it->second.subs, s);
+        if (p.matches(topic)) link(*it, ps);
+    link(*it, s);
   }
 
   void attach_pattern(topic_pattern p, subscription_state* s) {
-    for (auto& [name, e] : topics_)
-      if (p.matches(name)) add_unique(e.subs, s);
+    for (auto& entry : topics_)
+      if (p.matches(entry.first)) link(entry, s);
     patterns_.emplace_back(std::move(p), s);
   }
 
   void detach(subscription_state* s) {
-    for (auto it = topics_.begin(); it != topics_.end();) {
+    for (auto* key : s->linked_topics) {
+      auto it = topics_.find(*key);
+      if (it == topics_.end()) continue;
       auto& v = it->second.subs;
       v.erase(std::remove(v.begin(), v.end(), s), v.end());
-      it = v.empty() ? topics_.erase(it) : std::next(it);
+      if (v.empty()) topics_.erase(it);
     }
-    std::erase_if(patterns_, [s](auto& e) { return e.second == s; });
+    s->linked_topics.clear();
+    if (s->has_pattern) std::erase_if(patterns_, [s](auto& e) { return e.second == s; });
     all_.erase(s);
     s->detach();
     stats_.subscriptions = all_.size();
@@ -207,19 +227,33 @@ class basic_hub {
     publish_result r;
     if ((r.error = validate_topic(topic))) return r;
     if (payload.size() > core_->opts_.max_payload_bytes) return r.error = errc::payload_too_large, r;
-    if (o.event.size() > core_->opts_.max_event_name ||
-        o.event.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
-      return r.error = errc::invalid_event_name, r;
+    if (!valid_event_name(o.event, core_->opts_.max_event_name)) return r.error = errc::invalid_event_name, r;
+    if (!valid_content_type(o.content_type)) return r.error = errc::invalid_content_type, r;
     if (core_->stopped_) return r.error = errc::hub_stopped, r;
     auto core = core_;
     auto m = core->broker_.append(
         publish_args{std::string(topic), std::move(payload), std::move(o.event), std::move(o.content_type)},
         r.error, [&](const message_ptr& m) {
           // Posted under the broker's lock so fan-outs run in id order.
+          core->pending_fanouts_.fetch_add(1, std::memory_order_relaxed);
           asio::post(core->strand_, [core, m] { core->fan_out(m); });
         });
     if (m) r.id = m->id();
     return r;
+  }
+
+  // Event names: [A-Za-z0-9._:-], at most max_event_name bytes; "gap" and "binary" are
+  // crier's own SSE events, so a publisher cannot pass a message off as one of them.
+  static bool valid_event_name(std::string_view e, std::size_t max) noexcept {
+    if (e.size() > max || e == "gap" || e == "binary") return false;
+    return std::all_of(e.begin(), e.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+             c == ':' || c == '-';
+    });
+  }
+  // Content types: printable ASCII (it goes into JSON and headers as is).
+  static bool valid_content_type(std::string_view ct) noexcept {
+    return ct.size() <= 255 && std::all_of(ct.begin(), ct.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
   }
 
   // As publish(), completing with (error_code, message_id) on the hub's strand.
@@ -279,6 +313,7 @@ class basic_subscription {
   void reset() {
     if (!state_) return;
     auto core = core_.lock();
+    state_->detach();  // at once, on this thread: no on_ready() after this returns
     if (core) {
       auto detach = [core, s = std::move(state_)] { core->detach(s.get()); };
       if (core->strand_.running_in_this_thread()) detach();
@@ -300,7 +335,10 @@ auto basic_hub<Executor>::subscribe(const subscribe_request& req, subscriber& si
   if (core.stopped_) return ec = errc::hub_stopped, subscription{};
   if (req.topics.empty()) return ec = errc::invalid_topic, subscription{};
   std::vector<topic_pattern> patterns;
-  for (auto& t : req.topics) {
+  std::vector<std::string> topics;  // without repeats: `a,a` is `a`
+  for (auto& t : req.topics)
+    if (std::find(topics.begin(), topics.end(), t) == topics.end()) topics.push_back(t);
+  for (auto& t : topics) {
     if (is_pattern(t)) {
       patterns.push_back(topic_pattern::parse(t, ec));
       if (ec) return {};
@@ -316,7 +354,8 @@ auto basic_hub<Executor>::subscribe(const subscribe_request& req, subscriber& si
   core.all_.emplace(s.get(), s);
   core.stats_.subscriptions = core.all_.size();
   std::vector<message_ptr> replay;
-  for (auto& t : req.topics)
+  s->has_pattern = !patterns.empty();
+  for (auto& t : topics)
     if (!is_pattern(t)) {
       core.attach_exact(t, s.get());
       core.resume(*s, t, req.since, false, replay);
@@ -325,10 +364,11 @@ auto basic_hub<Executor>::subscribe(const subscribe_request& req, subscriber& si
     for (auto& t : core.broker_.topics_matching(p)) core.resume(*s, t, req.since, true, replay);
     core.attach_pattern(std::move(p), s.get());
   }
-  // Several topics: replay in publish order, as a live subscriber would have seen them.
-  if (req.topics.size() > 1 || !patterns.empty())
-    std::stable_sort(replay.begin(), replay.end(),
-                     [](const message_ptr& a, const message_ptr& b) { return a->published() < b->published(); });
+  // Several topics: replay in publish order, as a live subscriber would have seen them
+  // (by the broker's order counter: per topic it follows the sequence numbers).
+  if (topics.size() > 1 || !patterns.empty())
+    std::sort(replay.begin(), replay.end(),
+              [](const message_ptr& a, const message_ptr& b) { return a->order() < b->order(); });
   for (auto& m : replay) s->offer(m, /*replay=*/true);
   if (s->has_items()) core.schedule(*s);
   return subscription{core_, std::move(s)};

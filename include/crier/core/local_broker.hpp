@@ -6,6 +6,7 @@
 #include <crier/core/options.hpp>
 #include <crier/core/topic.hpp>
 
+#include <algorithm>
 #include <mutex>
 #include <random>
 #include <string>
@@ -30,12 +31,14 @@ class local_broker {
   // while still holding the lock, so that callers can order their fan-out by id.
   template <class OnAppend>
   message_ptr append(publish_args&& args, std::error_code& ec, OnAppend&& on_append) {
-    auto now = std::chrono::system_clock::now();
     std::lock_guard lock(mutex_);
+    // Taken under the lock and never backwards, so age trimming sees times in id order.
+    auto now = last_time_ = std::max(last_time_, std::chrono::system_clock::now());
     auto* h = find_or_create(args.topic, ec);
     if (!h) return nullptr;
     auto m = std::make_shared<const message>(std::move(args.topic), h->next_id(), std::move(args.event),
-                                             std::move(args.content_type), std::move(args.payload), now);
+                                             std::move(args.content_type), std::move(args.payload), now,
+                                             ++order_);
     h->append(m, history_);
     on_append(m);
     return m;
@@ -108,6 +111,8 @@ class local_broker {
   std::size_t max_topics_;
   mutable std::mutex mutex_;
   std::mt19937 rng_;
+  std::uint64_t order_ = 0;
+  std::chrono::system_clock::time_point last_time_{};
   std::unordered_map<std::string, topic_history> topics_;
 };
 

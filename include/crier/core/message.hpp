@@ -19,8 +19,9 @@ using frame_ptr = std::shared_ptr<const std::string>;
 class message {
  public:
   message(std::string topic, message_id id, std::string event, std::string content_type, std::string payload,
-          std::chrono::system_clock::time_point published)
-      : topic_(std::move(topic)),
+          std::chrono::system_clock::time_point published, std::uint64_t order = 0)
+      : order_(order),
+        topic_(std::move(topic)),
         id_(id),
         event_(std::move(event)),
         content_type_(std::move(content_type)),
@@ -36,6 +37,9 @@ class message {
   const std::string& content_type() const noexcept { return content_type_; }
   const std::string& payload() const noexcept { return payload_; }
   std::chrono::system_clock::time_point published() const noexcept { return published_; }
+  // Publish order across all topics of one broker (replays of several topics merge on it;
+  // wall-clock time can step back or tie).
+  std::uint64_t order() const noexcept { return order_; }
   // Valid UTF-8: text-based formats (SSE, JSON) can carry it as is.
   bool is_text() const noexcept { return utf8_; }
   // Text that line-based formats (SSE) can rebuild byte-exactly: UTF-8 without CR or NUL.
@@ -53,6 +57,7 @@ class message {
   }
 
  private:
+  std::uint64_t order_;
   std::string topic_;
   message_id id_;
   std::string event_;

@@ -7,6 +7,8 @@
 #include <crier/detail/ring.hpp>
 #include <crier/error.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -55,6 +57,7 @@ class subscription_state {
     if (queue_.empty()) return {};
     auto m = queue_.pop_front();
     bytes_ -= m->payload().size();
+    if (replay_left_) --replay_left_, replay_bytes_left_ -= std::min(replay_bytes_left_, m->payload().size());
     auto& c = cursor_at(m->topic());
     if (opts_.policy == overflow_policy::conflate) --c.queued;
     c.delivered = m->id();
@@ -104,10 +107,12 @@ class subscription_state {
   }
 
   // Queues `m` unless already seen; applies the overflow policy. `replay` bypasses the
-  // queue bounds: history replay is bounded by the history itself and already in memory.
+  // queue bounds: history replay is bounded by the history itself and already in memory,
+  // and the bounds stay that much larger until the replayed messages are delivered.
   // Returns true when the subscriber should be woken.
   bool offer(const message_ptr& m, bool replay = false) {
     if (error_) return false;
+    bool was_empty = !has_items();
     auto& c = cursor_at(m->topic());
     if (c.enqueued.epoch == m->id().epoch && m->seq() <= c.enqueued.seq) {
       ++stats_.duplicates;
@@ -117,6 +122,7 @@ class subscription_state {
       gaps_.push_back({m->topic(), gap_reason::reset, c.enqueued, m->id(), 0});
     c.enqueued = m->id();
     auto size = m->payload().size();
+    if (replay) ++replay_left_, replay_bytes_left_ += size;
     if (opts_.policy == overflow_policy::conflate && c.queued > 0) {
       for (std::size_t i = queue_.size(); i-- > 0;)
         if (queue_[i]->topic() == m->topic()) {
@@ -127,14 +133,14 @@ class subscription_state {
         }
     }
     while (!replay && !queue_.empty() &&
-           (queue_.size() + 1 > opts_.max_messages || bytes_ + size > opts_.max_bytes)) {
+           (queue_.size() + 1 > opts_.max_messages + replay_left_ ||
+            bytes_ + size > opts_.max_bytes + replay_bytes_left_)) {
       if (opts_.policy != overflow_policy::drop_oldest) {  // conflate falls back here when topics exceed the bound
         close(errc::queue_overflow);
         return true;
       }
       drop_front();
     }
-    bool was_empty = !has_items();
     queue_.push_back(m);
     bytes_ += size;
     if (opts_.policy == overflow_policy::conflate) ++c.queued;
@@ -145,14 +151,20 @@ class subscription_state {
   void close(std::error_code why) {
     if (error_) return;
     error_ = why;
+    replay_left_ = replay_bytes_left_ = 0;
     queue_.clear();
     gaps_.clear();
     gap_pos_ = 0;
     bytes_ = 0;
   }
 
-  subscriber* sink() const noexcept { return sink_; }
-  void detach() noexcept { sink_ = nullptr; }
+  // Atomic: a handle destroyed on another thread detaches at once, before the hub's strand
+  // learns of it, so no wake-up reaches a sink the application has destroyed.
+  subscriber* sink() const noexcept { return sink_.load(std::memory_order_acquire); }
+  void detach() noexcept { sink_.store(nullptr, std::memory_order_release); }
+  // Topic entries of the hub this subscription is linked into (hub bookkeeping).
+  std::vector<const std::string*> linked_topics;
+  bool has_pattern = false;
   bool scheduled = false;  // the hub has a wake-up pending for it
 
  private:
@@ -172,6 +184,7 @@ class subscription_state {
   void drop_front() {
     auto m = queue_.pop_front();
     bytes_ -= m->payload().size();
+    if (replay_left_) --replay_left_, replay_bytes_left_ -= std::min(replay_bytes_left_, m->payload().size());
     ++stats_.dropped;
     // Extend this topic's pending overflow gap when contiguous, else open a new one.
     for (std::size_t i = gaps_.size(); i-- > gap_pos_;) {
@@ -187,7 +200,9 @@ class subscription_state {
   }
 
   queue_options opts_;
-  subscriber* sink_;
+  std::atomic<subscriber*> sink_;
+  std::size_t replay_left_ = 0;        // replayed messages still queued
+  std::size_t replay_bytes_left_ = 0;
   std::error_code error_;
   detail::ring<message_ptr> queue_;
   std::size_t bytes_ = 0;

@@ -54,6 +54,13 @@ class longpoll_session final : public subscriber, public std::enable_shared_from
   }
 
   void on_ready() override { answer(); }
+  // The server is going away: close without answering.
+  void abandon() {
+    done_ = nullptr;
+    if (timer_) timer_->cancel();
+    sub_.reset();
+    if (auto ex = std::move(ex_)) ex->close();
+  }
 
  private:
   void answer() {
@@ -91,7 +98,11 @@ class longpoll_session final : public subscriber, public std::enable_shared_from
 
   std::string position() const {
     auto& s = sub_.state();
-    if (multi_) return s.cursor_list();
+    if (multi_) {
+      // Nothing seen on any topic yet: "0" is exact, since none had history at the start.
+      auto list = s.cursor_list();
+      return list.empty() ? "0" : list;
+    }
     auto id = s.delivered(first_topic());
     return id.to_string();
   }

@@ -21,8 +21,11 @@ namespace crier {
 class stream_base {
  public:
   virtual ~stream_base() = default;
-  virtual void heartbeat() = 0;  // write keep-alive bytes if nothing was written lately
+  // Periodic check: write keep-alive bytes if nothing was written lately; cut the connection
+  // if one write has been stuck since before `stalled_before` (a client that stopped reading).
+  virtual void tick(std::chrono::steady_clock::time_point stalled_before) = 0;
   virtual void end() = 0;        // finish the stream cleanly (shutdown)
+  virtual void abandon() = 0;    // the owner is going away: close now, report nothing
 };
 
 template <transport Transport, class Executor>
@@ -34,8 +37,9 @@ class stream_session final : public subscriber,
   // Called once when the session is over, so its owner can release it.
   using done_fn = std::function<void(stream_session*)>;
 
-  stream_session(const Transport& t, std::shared_ptr<http::exchange> ex, stream_context ctx, done_fn done)
-      : transport_(t), ex_(std::move(ex)), ctx_(ctx), done_(std::move(done)) {}
+  stream_session(std::shared_ptr<const Transport> t, std::shared_ptr<http::exchange> ex, stream_context ctx,
+                 done_fn done)
+      : transport_ptr_(std::move(t)), transport_(*transport_ptr_), ex_(std::move(ex)), ctx_(ctx), done_(std::move(done)) {}
 
   // Sends the head and subscribes; false (with ec) if the hub refused.
   // `max_duration` > 0 ends the stream cleanly after that long (clients reconnect and resume;
@@ -73,7 +77,8 @@ class stream_session final : public subscriber,
     if (!writing_) write_more();
   }
 
-  void heartbeat() override {
+  void tick(std::chrono::steady_clock::time_point stalled_before) override {
+    if (writing_ && write_started_ < stalled_before) return abort();
     if (writing_ || !ex_) return;
     if (wrote_since_heartbeat_) {
       wrote_since_heartbeat_ = false;
@@ -87,6 +92,10 @@ class stream_session final : public subscriber,
   }
 
   void end() override { finish(std::error_code{}); }
+  void abandon() override {
+    done_ = nullptr;
+    abort();
+  }
 
  private:
   static constexpr std::size_t max_batch_items = 256;
@@ -129,6 +138,7 @@ class stream_session final : public subscriber,
 
   void write_now() {
     writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     wrote_since_heartbeat_ = true;
     ex_->async_write(buffers_, [self = this->shared_from_this()](std::error_code ec) {
       self->writing_ = false;
@@ -172,7 +182,9 @@ class stream_session final : public subscriber,
     if (auto done = std::move(done_)) done(this);
   }
 
+  std::shared_ptr<const Transport> transport_ptr_;  // outlives the server's registry if need be
   const Transport& transport_;
+  std::chrono::steady_clock::time_point write_started_{};
   std::shared_ptr<http::exchange> ex_;
   stream_context ctx_;
   done_fn done_;
