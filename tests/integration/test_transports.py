@@ -174,6 +174,21 @@ def test_poll_answers_at_once():
         assert status == 204 and headers["Crier-Cursor"] == ids[2]
 
 
+def test_multi_topic_longpoll_cursor_covers_topics_not_yet_published():
+    with Server() as s:
+        status, headers, _ = s.request("GET", "/topics/a,b/*?wait=0.1")
+        assert status == 204
+        cursor = headers["Crier-Cursor"]
+        assert cursor == "0"  # nothing existed: the next poll must get everything that appears
+        s.publish("a", "hello")
+        s.publish("b/x", "world")
+        status, headers, body = s.request("GET", "/topics/a,b/*?wait=5&since=" + cursor)
+        doc = json.loads(body)
+        assert [m["data"] for m in doc["messages"]] == ["hello", "world"], doc
+        status, _, _ = s.request("GET", "/topics/a,b/*?wait=0.1&since=" + doc["cursor"])
+        assert status == 204
+
+
 def test_poll_reports_gap_in_order():
     with Server("--history-messages", "2") as s:
         ids = [s.publish("t", str(i)) for i in range(5)]
