@@ -6,4 +6,4 @@
 #include <crier/error.hpp>
 #include <crier/server.hpp>
 
-#include <asio.hpp>
+#include <crier/detail/asio.hpp>

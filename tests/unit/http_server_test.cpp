@@ -5,7 +5,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <asio.hpp>
+#include <crier/detail/asio.hpp>
 #include <catch2/catch.hpp>
 
 #include <chrono>

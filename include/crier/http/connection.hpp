@@ -2,7 +2,7 @@
 // Everything runs on the stream's executor (the server's); no strand of its own.
 #pragma once
 
-#include <asio.hpp>
+#include <crier/detail/asio.hpp>
 
 #include <array>
 #include <cstring>

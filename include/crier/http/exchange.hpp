@@ -1,7 +1,7 @@
 // One request/response exchange as seen by a handler (router, transports).
 #pragma once
 
-#include <asio.hpp>
+#include <crier/detail/asio.hpp>
 
 #include <cstddef>
 #include <functional>

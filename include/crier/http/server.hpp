@@ -1,7 +1,7 @@
 // The embedded HTTP/1.1 server: acceptors + connections, all on one executor (e.g. the hub's strand).
 #pragma once
 
-#include <asio.hpp>
+#include <crier/detail/asio.hpp>
 
 #include <charconv>
 #include <functional>

@@ -1,7 +1,7 @@
 // State shared by a server and its connections: options, handler, the connection registry.
 #pragma once
 
-#include <asio.hpp>
+#include <crier/detail/asio.hpp>
 
 #include <cstddef>
 #include <functional>
