@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   crier::hub hub{io, {.history = {.max_messages = 100}}};
   crier::server server{hub, {.listen = argc > 1 ? argv[1] : "127.0.0.1:0"}};
   std::printf("serving on %s\n", server.url().c_str());
+  std::fflush(stdout);
 
   // The application's own work on the same loop: a heartbeat topic every second.
   asio::steady_timer tick{io};
