@@ -4,32 +4,13 @@
 #include <crier/transport/ndjson.hpp>
 #include <crier/transport/sse.hpp>
 
+#include "line_transport.hpp"
+
 #include <catch2/catch.hpp>
 
 namespace {
 
-// An application's own wire format: "topic payload\n" lines.
-struct line_transport {
-  static constexpr std::string_view name = "lines";
-  std::size_t slot = crier::allocate_format_slot();
-  bool accepts(const crier::http::request& r) const {
-    auto a = r.header("accept");
-    return a && *a == "text/x-lines";
-  }
-  crier::http::response head(const crier::http::request&, const crier::stream_context&) const {
-    crier::http::response r;
-    r.set("Content-Type", "text/x-lines");
-    return r;
-  }
-  crier::frame_ptr frame(const crier::message& m, const crier::stream_context&) const {
-    return m.frame(slot, [](const crier::message& msg) { return msg.topic() + " " + msg.payload() + "\n"; });
-  }
-  std::string prefix(const crier::message&, const crier::stream_context&) const { return {}; }
-  std::string gap_frame(const crier::gap_notice& g, const crier::stream_context&) const {
-    return "! gap " + g.topic + "\n";
-  }
-  crier::frame_ptr heartbeat() const { return nullptr; }
-};
+using crier_test::line_transport;
 
 struct not_a_transport {  // no encoder
   static constexpr std::string_view name = "nope";

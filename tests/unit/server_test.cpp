@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "line_transport.hpp"
+
 #include <future>
 #include <thread>
 
@@ -27,28 +29,6 @@ std::string exchange_bytes(tcp::endpoint ep, std::string request, std::string_vi
   }
   return out;
 }
-
-struct lines_transport {  // "topic payload\n", for Accept: text/x-lines
-  static constexpr std::string_view name = "lines";
-  std::size_t slot = crier::allocate_format_slot();
-  bool accepts(const crier::http::request& r) const {
-    auto a = r.header("accept");
-    return a && *a == "text/x-lines";
-  }
-  crier::http::response head(const crier::http::request&, const crier::stream_context&) const {
-    crier::http::response r;
-    r.set("Content-Type", "text/x-lines");
-    return r;
-  }
-  crier::frame_ptr frame(const crier::message& m, const crier::stream_context&) const {
-    return m.frame(slot, [](const crier::message& msg) { return msg.topic() + " " + msg.payload() + "\n"; });
-  }
-  std::string prefix(const crier::message&, const crier::stream_context&) const { return {}; }
-  std::string gap_frame(const crier::gap_notice& g, const crier::stream_context&) const {
-    return "! gap " + g.topic + "\n";
-  }
-  crier::frame_ptr heartbeat() const { return nullptr; }
-};
 
 }  // namespace
 
@@ -77,7 +57,7 @@ TEST_CASE("server: a custom transport streams alongside the built-ins", "[server
   asio::io_context io;
   crier::hub hub{io};
   crier::server server{hub, {.listen = "127.0.0.1:0"}};
-  server.add_transport(lines_transport{});
+  server.add_transport(crier_test::line_transport{});
   auto ep = server.local_endpoints().front();
   auto client = std::async(std::launch::async, [ep] {
     return exchange_bytes(ep, "GET /topics/x,y HTTP/1.1\r\nHost: h\r\nAccept: text/x-lines\r\n\r\n", "y two\n");
