@@ -181,16 +181,16 @@ class basic_server {
 
   void publish(http::exchange& ex, std::string_view topic_part) {
     auto& req = ex.req();
-    auto topic = detail::percent_decode_path(topic_part);
-    if (!topic || topic->find(',') != std::string::npos || is_pattern(*topic))
+    auto topic = http::percent_decode(topic_part);
+    if (topic.find(',') != std::string::npos || is_pattern(topic))
       return ex.respond(with_cors(req, http::response::error(400, "invalid_topic", "publish to exactly one topic name")));
     publish_options o;
     if (auto e = req.header("crier-event")) o.event = std::string(*e);
     else if (auto q = req.query_param("event")) o.event = std::move(*q);
     if (auto ct = req.header("content-type")) o.content_type = std::string(*ct);
-    auto r = hub_.publish(*topic, std::move(ex.req().body()), std::move(o));
+    auto r = hub_.publish(topic, std::move(ex.req().body()), std::move(o));
     if (r.error) return fail(ex, 400, r.error);
-    std::string body = R"({"id":")" + r.id.to_string() + R"(","topic":)" + detail::json_string(*topic) + "}";
+    std::string body = R"({"id":")" + r.id.to_string() + R"(","topic":)" + detail::json_string(topic) + "}";
     auto resp = http::response::json(200, std::move(body));
     resp.set("Crier-Id", r.id.to_string());
     ex.respond(with_cors(req, std::move(resp)));

@@ -10,7 +10,7 @@
 
 #include <crier/core/hub.hpp>
 #include <crier/http/request.hpp>
-#include <crier/detail/percent.hpp>
+#include <crier/http/url.hpp>
 
 #include <charconv>
 #include <chrono>
@@ -34,9 +34,9 @@ struct param_error {
 // `topics_part` is the raw path after the route prefix ("a,b/c"), percent-decoded here.
 inline std::optional<param_error> parse_subscribe_params(const http::request& req, std::string_view topics_part,
                                                          std::size_t max_topics, bool stream, subscribe_params& out) {
-  auto decoded = detail::percent_decode_path(topics_part);
-  if (!decoded) return param_error{"invalid_topic", "malformed percent-encoding in topic"};
-  std::string_view rest = *decoded;
+  // A malformed escape stays literal, and '%' is outside the topic charset: refused below.
+  auto decoded = http::percent_decode(topics_part);
+  std::string_view rest = decoded;
   while (!rest.empty() || out.topics.empty()) {
     auto comma = rest.find(',');
     auto t = rest.substr(0, comma);
