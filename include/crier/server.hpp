@@ -12,6 +12,7 @@
 #include <crier/transport/sse.hpp>
 #include <crier/transport/stream_session.hpp>
 #include <crier/transport/subscribe_params.hpp>
+#include <crier/transport/websocket.hpp>
 
 #include <asio/steady_timer.hpp>
 
@@ -144,6 +145,7 @@ class basic_server {
       return ex->respond(std::move(r));
     }
     if (method == "POST") return publish(*ex, topics_part);
+    if (is_websocket_request(req)) return websocket(std::move(ex), topics_part);
     if (method != "GET") {
       auto r = http::response::error(405, "method_not_allowed", "use GET to subscribe or POST to publish");
       r.set("Allow", "GET, POST, OPTIONS");
@@ -177,6 +179,27 @@ class basic_server {
       polls_.erase(s.get());
       fail(*ex, 400, ec);
     }
+  }
+
+  void websocket(std::shared_ptr<http::exchange> ex, std::string_view topics_part) {
+    auto& req = ex->req();
+    subscribe_params p;
+    if (auto err = parse_subscribe_params(req, topics_part, opts_.max_topics_per_request, false, p))
+      return ex->respond(http::response::error(400, err->code, err->message));
+    bool ok = false;
+    auto head = websocket_handshake(req, opts_.websocket, ok);
+    if (!ok) return ex->respond(std::move(head));
+    auto s = std::make_shared<websocket_session<Executor>>(
+        hub_, opts_.websocket, [this, life = std::weak_ptr<int>(life_)](websocket_session<Executor>* s) {
+          if (life.lock()) streams_.erase(s);
+        });
+    streams_.emplace(s.get(), s);
+    std::error_code ec;
+    if (!s->start(ex, std::move(head), {.topics = std::move(p.topics), .since = std::move(p.since)}, ec)) {
+      streams_.erase(s.get());
+      return fail(*ex, 400, ec);
+    }
+    ++streams_opened_;
   }
 
   void publish(http::exchange& ex, std::string_view topic_part) {

@@ -3,6 +3,7 @@
 
 #include <crier/http/options.hpp>
 #include <crier/transport/sse.hpp>
+#include <crier/transport/websocket_handshake.hpp>
 
 #include <chrono>
 #include <string>
@@ -15,6 +16,7 @@ struct server_options {
   std::string prefix = "";                      // route prefix, e.g. "/crier" -> /crier/topics/...
   http::server_options http{};                  // limits and timeouts of the HTTP layer
   sse_options sse{};                            // SSE retry hint
+  websocket_options websocket{};                // Origin allow-list, message size limit
   std::chrono::milliseconds heartbeat{15'000};  // keep-alive bytes on idle streams, and the period of
                                                 // the stall check below (0 = off, both)
   std::chrono::milliseconds stall_timeout{60'000};  // a stream whose write has not completed for this

@@ -13,87 +13,20 @@
 #include <vector>
 
 #include "crier/error.hpp"
+#include "crier/http/detail/exchange_impl.hpp"
 #include "crier/http/detail/parser.hpp"
 #include "crier/http/detail/server_core.hpp"
+#include "crier/http/detail/upgrade.hpp"
 #include "crier/http/exchange.hpp"
 
 namespace crier::http {
-
-template <class Stream>
-class connection;
-
-namespace detail {
-
-template <class Stream>
-class exchange_impl final : public exchange {
- public:
-  exchange_impl(std::shared_ptr<connection<Stream>> c, std::unique_ptr<request> r)
-      : conn_(std::move(c)), req_(std::move(r)), ex_(conn_->executor()) {}
-  ~exchange_impl() override {
-    if (conn_) conn_->x_destroyed(this);
-  }
-  const request& req() const override { return *req_; }
-  request& req() override { return *req_; }
-  void respond(response r) override {
-    if (conn_) conn_->x_respond(this, std::move(r));
-  }
-  void start_stream(response head) override {
-    if (conn_) conn_->x_start_stream(this, std::move(head));
-  }
-  void async_write(std::span<const asio::const_buffer> b, std::function<void(std::error_code)> cb) override {
-    if (conn_) return conn_->x_write(this, b, std::move(cb));
-    asio::post(ex_, [cb = std::move(cb)] { cb(asio::error::not_connected); });
-  }
-  void finish_stream() override {
-    if (conn_) conn_->x_finish(this);
-  }
-  void close() override {
-    if (conn_) conn_->x_close(this);
-  }
-  void on_close(std::function<void(std::error_code)> cb) override {
-    if (delivered_) return;
-    if (notified_) {
-      delivered_ = true;
-      asio::post(ex_, [cb = std::move(cb), ec = close_ec_] { cb(ec); });
-    } else {
-      cb_ = std::move(cb);
-    }
-  }
-  bool is_open() const override { return conn_ && conn_->x_open(this); }
-  asio::any_io_executor get_executor() const override { return ex_; }
-  std::size_t bytes_queued() const override { return conn_ ? conn_->x_queued(this) : 0; }
-
-  // ---- connection side ----
-  void notify_close(std::error_code ec) {
-    if (notified_) return;
-    notified_ = true;
-    close_ec_ = ec;
-    if (cb_) {
-      delivered_ = true;
-      asio::post(ex_, [cb = std::move(cb_), ec] { cb(ec); });
-    }
-  }
-  // The exchange completed: stop pinning the connection.
-  void detach() { conn_.reset(); }
-
- private:
-  std::shared_ptr<connection<Stream>> conn_;
-  std::unique_ptr<request> req_;
-  asio::any_io_executor ex_;
-  std::function<void(std::error_code)> cb_;
-  std::error_code close_ec_;
-  bool notified_ = false;
-  bool delivered_ = false;
-};
-
-}  // namespace detail
 
 template <class Stream>
 class connection final : public detail::connection_base, public std::enable_shared_from_this<connection<Stream>> {
   using xptr = detail::exchange_impl<Stream>*;
   enum class phase : std::uint8_t { none, wait_first, idle, head, body, linger };
   enum class wkind : std::uint8_t { none, interim, response, head, chunk, end, fatal };
-  enum class xstate : std::uint8_t { none, pending, responding, streaming, finishing };
+  enum class xstate : std::uint8_t { none, pending, responding, streaming, finishing, upgrading };
   static constexpr std::size_t initial_buffer = 2048;
   static constexpr std::size_t max_buffer = 64 * 1024;
   static constexpr std::size_t max_linger_bytes = 256 * 1024;
@@ -221,6 +154,20 @@ class connection final : public detail::connection_base, public std::enable_shar
     auto keep = this->shared_from_this();
     close_now({});
   }
+  // Hand-over (detail/upgrade.hpp): wait for the in-flight read (cancelled) or 100-continue write.
+  void x_upgrade(xptr x, response head, detail::upgrade_callback cb) {
+    std::error_code ec;
+    if (closed_) ec = asio::error::not_connected;
+    else if (x != active_ || xs_ != xstate::pending) ec = asio::error::in_progress;
+    else if (!queue_.empty() || fatal_ || (parser_ && parser_->started())) ec = asio::error::operation_not_supported;
+    if (ec) return asio::post(executor(), [cb = std::move(cb), ec] { cb(ec, nullptr); });
+    auto keep = this->shared_from_this();
+    xs_ = xstate::upgrading;
+    upgrade_ = std::make_unique<detail::upgrade_request>(detail::upgrade_request{std::move(head), std::move(cb)});
+    std::error_code ig;
+    if (reading_) stream_.lowest_layer().cancel(ig);
+    try_handover();
+  }
   bool x_open(const void*) const { return !closed_; }
   std::size_t x_queued(const void* x) const { return x == active_ ? wbytes_ : 0; }
 
@@ -292,7 +239,7 @@ class connection final : public detail::connection_base, public std::enable_shar
   }
 
   void parse_buffered() {
-    while (!fatal_ && !discarding_ && rbeg_ < rend_ && queue_.size() < core_->opts.max_pipelined &&
+    while (xs_ != xstate::upgrading && !fatal_ && !discarding_ && rbeg_ < rend_ && queue_.size() < core_->opts.max_pipelined &&
            !(parser_ && parser_->upgraded())) {
       if (!parser_) parser_ = std::make_unique<detail::parser>(core_->opts);
       auto r = parser_->feed(rbuf_.get() + rbeg_, rend_ - rbeg_);
@@ -360,7 +307,7 @@ class connection final : public detail::connection_base, public std::enable_shar
   }
 
   void do_read() {
-    if (reading_ || closed_ || eof_) return;
+    if (reading_ || closed_ || eof_ || xs_ == xstate::upgrading) return;
     bool discard = fatal_ || discarding_ || lingering_;
     if (!discard && (queue_.size() >= core_->opts.max_pipelined || (parser_ && parser_->upgraded()))) return;
     bool tiny = discard || (rbeg_ == rend_ && !(parser_ && parser_->started()));
@@ -383,6 +330,15 @@ class connection final : public detail::connection_base, public std::enable_shar
   void on_read(std::error_code ec, std::size_t n) {
     reading_ = false;
     if (closed_) return;
+    if (xs_ == xstate::upgrading) {  // keep what arrived: it belongs to the new protocol
+      if (ec && ec != asio::error::operation_aborted && ec != asio::error::eof) return close_now(ec);
+      if (!ec && read_tiny_) {
+        ensure_space(n);
+        std::memcpy(rbuf_.get() + rend_, tiny_.data(), n);
+      }
+      if (!ec) rend_ += n;
+      return try_handover();
+    }
     if (ec) return on_read_error(ec);
     if (lingering_ || fatal_ || discarding_) {
       discarded_ += n;
@@ -492,6 +448,7 @@ class connection final : public detail::connection_base, public std::enable_shar
       return close_now(ec);
     }
     if (closed_) return;
+    if (xs_ == xstate::upgrading) return try_handover();
     switch (k) {
       case wkind::head:
       case wkind::chunk:
@@ -542,9 +499,23 @@ class connection final : public detail::connection_base, public std::enable_shar
     do_read();
   }
 
+  void try_handover() {
+    if (closed_ || reading_ || writing_ != wkind::none) return;
+    auto keep = this->shared_from_this();
+    auto u = std::move(upgrade_);
+    std::string leftover(rbuf_ ? rbuf_.get() + rbeg_ : nullptr, rend_ - rbeg_);
+    auto raw = std::make_shared<detail::raw_stream_impl<Stream>>(std::move(stream_), core_, std::move(leftover));
+    xs_ = xstate::none;
+    if (active_) std::exchange(active_, nullptr)->detach();
+    close_now({});  // stream_ is moved-from (like a new socket): closing it is a no-op; frees the rest
+    raw->start(u->head, std::move(u->cb));
+  }
+
   void close_now(std::error_code ec) {
     if (closed_) return;
     closed_ = true;
+    if (auto u = std::move(upgrade_))
+      asio::post(executor(), [cb = std::move(u->cb), ec = ec ? ec : asio::error::operation_aborted] { cb(ec, nullptr); });
     ++timer_gen_;
     timer_.cancel();
     std::error_code ig;
@@ -566,6 +537,7 @@ class connection final : public detail::connection_base, public std::enable_shar
   std::size_t rcap_ = 0, rbeg_ = 0, rend_ = 0;
   std::vector<std::unique_ptr<request>> queue_;  // complete requests behind the active one
   xptr active_ = nullptr;                        // the handler owns it; it clears this when destroyed
+  std::unique_ptr<detail::upgrade_request> upgrade_;  // between exchange::upgrade() and the hand-over
   std::unique_ptr<std::string> fatal_;           // error response to send once earlier ones are out
   std::string wstr_, wbody_;
   std::vector<asio::const_buffer> wbufs_;

@@ -9,6 +9,7 @@
 #include <span>
 #include <system_error>
 
+#include "crier/http/raw_stream.hpp"
 #include "crier/http/request.hpp"
 #include "crier/http/response.hpp"
 
@@ -38,6 +39,14 @@ class exchange {
   virtual void on_close(std::function<void(std::error_code)> cb) = 0;
   virtual bool is_open() const = 0;
   virtual asio::any_io_executor get_executor() const = 0;
+  // Protocol upgrade (e.g. WebSocket), also on a request that did not ask for one (the handler's choice).
+  // Sends `head` as is (status 101 and its headers; no body, no Content-Length/Transfer-Encoding added)
+  // and hands the connection over: the exchange is done, the HTTP connection no longer reads or writes
+  // it, its timers stop, and the server counts it until the raw stream is closed (see raw_stream::on_stop).
+  // `cb` gets the stream once the head is written, or an error: not_connected (closed), in_progress
+  // (already answered), operation_not_supported (further pipelined requests already parsed; the
+  // exchange is still pending then), or the write's error.
+  virtual void upgrade(response head, std::function<void(std::error_code, std::shared_ptr<raw_stream>)> cb) = 0;
   // Bytes of the write in flight (backpressure accounting), 0 if none.
   virtual std::size_t bytes_queued() const = 0;
 };
