@@ -145,5 +145,51 @@ def test_protocol_errors_close_with_the_right_code():
             assert got == want, (name, got)
 
 
+def test_silent_peer_is_pinged_then_dropped():
+    with Server("--heartbeat", "100") as s:
+        sock, head = raw_upgrade(s)
+        assert head.startswith(b"HTTP/1.1 101")
+        data = head.split(b"\r\n\r\n", 1)[1]
+        sock.settimeout(5)
+        while True:  # never answer: expect a ping, then the server closing the TCP connection
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        assert data[:1] == b"\x89", data[:10]  # FIN + ping
+        sock.close()
+        s.wait_metric("streams", lambda v: v == 0)
+
+
+def test_1000_websocket_subscribers_each_receive_100_in_order():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    n_subs, n_msgs = 1000, 100
+    with Server() as s:
+        async def main():
+            conns = []
+            for i in range(0, n_subs, 100):
+                conns += await asyncio.gather(*[websockets.connect(ws_url(s, "/topics/fan"), max_queue=None)
+                                                for _ in range(100)])
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: s.wait_metric("subscriptions", lambda v: v == n_subs))
+            r, w = await asyncio.open_connection(s.host, s.port)
+            for m in range(n_msgs):
+                body = b"%d" % m
+                w.write(b"POST /topics/fan HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await w.drain()
+
+            async def take(ws):
+                return [int(await asyncio.wait_for(ws.recv(), 30)) for _ in range(n_msgs)]
+            got = await asyncio.gather(*[take(c) for c in conns])
+            w.close()
+            await asyncio.gather(*[c.close() for c in conns])
+            return got
+        got = asyncio.run(main())
+        bad = [g for g in got if g != list(range(n_msgs))]
+        assert not bad, (len(bad), bad[0][:10])
+
+
 if __name__ == "__main__":
     run([v for k, v in list(globals().items()) if k.startswith("test_")])

@@ -1,5 +1,6 @@
-// WebSocket on /topics/{topics}: a stream of the topics' payloads, raw (text payloads as text
-// frames, anything else as binary frames), encoded once per message and shared by every
+// WebSocket on /topics/{topics}: a stream of the topics' payloads, raw (UTF-8 payloads as text
+// frames unless their content type is a binary one; anything else as binary frames), encoded
+// once per message and shared by every
 // subscriber. Text or binary messages from the client publish to the topic (single-topic
 // connections). Gap notices arrive as JSON text frames {"type":"gap",...} (docs/protocol-http.md).
 #pragma once
@@ -25,6 +26,14 @@ inline std::size_t ws_raw_slot() noexcept {
   return slot;
 }
 }  // namespace detail
+
+// Content types that mean bytes even when they happen to be valid UTF-8: binary frames.
+inline bool binary_content_type(std::string_view ct) noexcept {
+  for (std::string_view b : {"application/octet-stream", "image/", "audio/", "video/", "application/protobuf",
+                             "application/x-protobuf", "application/cbor", "application/msgpack"})
+    if (ct.starts_with(b)) return true;
+  return false;
+}
 
 template <class Executor>
 class websocket_session final : public subscriber,
@@ -68,11 +77,20 @@ class websocket_session final : public subscriber,
     if (!writing_) write_more();
   }
 
+  // Every heartbeat: cut a stuck writer; end a close handshake the peer never answered (one
+  // period of grace); close a peer that did not answer the last ping with anything (1006 for it);
+  // ping an idle connection.
   void tick(std::chrono::steady_clock::time_point stalled_before) override {
     if (!raw_) return;
     if (writing_ && write_started_ < stalled_before) return kill();
-    if (!writing_ && !wrote_since_tick_ && !closing_) control_.push_back(detail::ws::make_ping({}));
-    wrote_since_tick_ = false;
+    if (closing_ && close_ticks_++ > 0) return kill();
+    if (awaiting_pong_ && !heard_since_tick_) return kill();
+    awaiting_pong_ = false;
+    if (!writing_ && !wrote_since_tick_ && !closing_) {
+      control_.push_back(detail::ws::make_ping({}));
+      awaiting_pong_ = true;
+    }
+    wrote_since_tick_ = heard_since_tick_ = false;
     if (!writing_) write_more();
   }
   void end() override { close_with(detail::ws::close_code::going_away, "server stopping"); }
@@ -102,6 +120,7 @@ class websocket_session final : public subscriber,
     while (pos < rbuf_.size() && !read_closed_) {
       auto ev = parser_.next(rbuf_.data() + pos, rbuf_.size() - pos);
       pos += ev.consumed;
+      heard_since_tick_ = true;
       using kind = detail::ws::frame_event::kind;
       switch (ev.type) {
         case kind::need_more: break;
@@ -165,7 +184,7 @@ class websocket_session final : public subscriber,
           f = std::make_shared<const std::string>(detail::ws::make_data_frame(env, true));
         } else {
           f = it.msg->frame(detail::ws_raw_slot(), [](const message& m) {
-            return detail::ws::make_data_frame(m.payload(), m.is_text());
+            return detail::ws::make_data_frame(m.payload(), m.is_text() && !binary_content_type(m.content_type()));
           });
         }
         buffers_.push_back(asio::buffer(*f));
@@ -218,6 +237,9 @@ class websocket_session final : public subscriber,
   bool closing_ = false;
   bool read_closed_ = false;
   bool wrote_since_tick_ = false;
+  bool heard_since_tick_ = false;
+  bool awaiting_pong_ = false;
+  unsigned close_ticks_ = 0;
 };
 
 }  // namespace crier
