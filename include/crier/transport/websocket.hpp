@@ -100,13 +100,16 @@ class websocket_session final : public subscriber,
   }
 
  private:
-  static constexpr std::size_t read_chunk = 4096;
+  // An idle connection waits with a small buffer; bigger reads only while data is flowing.
+  static constexpr std::size_t idle_read = 256;
+  static constexpr std::size_t busy_read = 16 * 1024;
 
   void read() {
     if (!raw_ || read_closed_) return;
     auto old = rbuf_.size();
-    rbuf_.resize(old + read_chunk);
-    raw_->async_read_some(asio::buffer(rbuf_.data() + old, read_chunk),
+    auto chunk = old == 0 && !parser_.in_message() ? idle_read : busy_read;
+    rbuf_.resize(old + chunk);
+    raw_->async_read_some(asio::buffer(rbuf_.data() + old, chunk),
                           [self = this->shared_from_this(), old](std::error_code ec, std::size_t n) {
                             self->rbuf_.resize(old + n);
                             if (ec) return self->kill();
@@ -150,7 +153,7 @@ class websocket_session final : public subscriber,
       if (ev.type == kind::need_more) break;
     }
     rbuf_.erase(0, pos);
-    if (rbuf_.capacity() > 64 * 1024 && rbuf_.empty()) rbuf_ = std::string();
+    if (rbuf_.empty() && rbuf_.capacity() > idle_read) rbuf_ = std::string();  // back to small when idle
     if (!writing_) write_more();
   }
 
