@@ -1,111 +1,18 @@
 // exchange::upgrade(): a handler takes the connection over as a raw_stream (WebSocket's entry point).
 // Real loopback sockets; reads bounded by poll() timeouts, no sleeps used as synchronisation.
 
-#include <poll.h>
-#include <sys/socket.h>
-
-#include <crier/detail/asio.hpp>
-#include <catch2/catch.hpp>
-
 #include <array>
-#include <chrono>
-#include <future>
-#include <memory>
-#include <string>
-#include <thread>
 
 #include "crier/error.hpp"
-#include "crier/http/server.hpp"
+#include "http_fixture.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 namespace http = crier::http;
 
-struct up_server {
-  asio::io_context io;
-  asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
-  std::unique_ptr<http::server> srv;
-  std::thread th;
-  unsigned short port = 0;
-
-  up_server(http::server_options o, http::handler h) {
-    srv = std::make_unique<http::server>(io.get_executor(), o, std::move(h));
-    REQUIRE(!srv->listen("127.0.0.1:0"));
-    port = srv->local_endpoints().at(0).port();
-    th = std::thread([this] { io.run(); });
-  }
-  ~up_server() {
-    asio::post(io, [this] {
-      srv.reset();
-      io.stop();
-    });
-    th.join();
-  }
-  template <class F>
-  auto on_server(F f) {
-    std::packaged_task<decltype(f())()> task(std::move(f));
-    auto fut = task.get_future();
-    asio::post(io, [&task] { task(); });
-    REQUIRE(fut.wait_for(5s) == std::future_status::ready);
-    return fut.get();
-  }
-  std::size_t count() {
-    return on_server([this] { return srv->connection_count(); });
-  }
-};
-
-struct up_client {
-  asio::io_context cio;
-  asio::ip::tcp::socket s{cio};
-  std::string buf;
-  bool closed = false;
-
-  explicit up_client(unsigned short port) { s.connect({asio::ip::address_v4::loopback(), port}); }
-  void send(std::string_view d) { asio::write(s, asio::buffer(d)); }
-  bool fill(std::chrono::milliseconds t) {
-    if (closed) return false;
-    pollfd p{s.native_handle(), POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(t.count())) <= 0) return false;
-    char tmp[4096];
-    auto n = ::recv(s.native_handle(), tmp, sizeof tmp, 0);
-    if (n <= 0) {
-      closed = true;
-      return false;
-    }
-    buf.append(tmp, static_cast<std::size_t>(n));
-    return true;
-  }
-  // Waits until buf holds `want` (then removes it) or fails after 5 s.
-  bool expect(std::string_view want) {
-    auto end = std::chrono::steady_clock::now() + 5s;
-    while (buf.size() < want.size()) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || !fill(left)) return false;
-    }
-    if (buf.compare(0, want.size(), want) != 0) return false;
-    buf.erase(0, want.size());
-    return true;
-  }
-  // The response head (up to the blank line), removed from buf.
-  std::string head() {
-    auto end = std::chrono::steady_clock::now() + 5s;
-    std::size_t pos;
-    while ((pos = buf.find("\r\n\r\n")) == std::string::npos) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
-      if (left.count() <= 0 || !fill(left)) return {};
-    }
-    std::string h = buf.substr(0, pos + 4);
-    buf.erase(0, pos + 4);
-    return h;
-  }
-  bool wait_closed() {
-    auto end = std::chrono::steady_clock::now() + 5s;
-    while (!closed && std::chrono::steady_clock::now() < end)
-      fill(std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()));
-    return closed;
-  }
-};
+using http_test::client;
+using server_fixture = http_test::server_fixture;
 
 // Echoes every byte back; reports how its input ended, then closes.
 struct echo_session : std::enable_shared_from_this<echo_session> {
@@ -156,7 +63,7 @@ TEST_CASE("http upgrade: echo over the raw stream, leftover bytes, peer eof", "[
   std::promise<std::error_code> ended;
   std::weak_ptr<http::raw_stream> weak;
   bool saw_upgrade = false;
-  up_server f({}, [&](std::shared_ptr<http::exchange> x) {
+  server_fixture f({}, [&](std::shared_ptr<http::exchange> x) {
     saw_upgrade = x->req().upgrade();
     x->upgrade(switching(), [&, x](std::error_code ec, std::shared_ptr<http::raw_stream> s) {
       REQUIRE(!ec);
@@ -170,9 +77,9 @@ TEST_CASE("http upgrade: echo over the raw stream, leftover bytes, peer eof", "[
       e->start();
     });
   });
-  up_client c(f.port);
+  client c(f.port);
   c.send(upgrade_req + "hello");  // pipelined behind the request in the same write
-  std::string h = c.head();
+  std::string h = c.raw_head();
   CHECK(h.rfind("HTTP/1.1 101 Switching Protocols\r\n", 0) == 0);
   CHECK(h.find("Upgrade: echo\r\n") != std::string::npos);
   CHECK(h.find("Content-Length") == std::string::npos);
@@ -193,7 +100,7 @@ TEST_CASE("http upgrade: echo over the raw stream, leftover bytes, peer eof", "[
 
 TEST_CASE("http upgrade: a plain request can be upgraded; close() frees the connection", "[http]") {
   std::shared_ptr<http::raw_stream> held;
-  up_server f({}, [&](std::shared_ptr<http::exchange> x) {
+  server_fixture f({}, [&](std::shared_ptr<http::exchange> x) {
     CHECK(!x->req().upgrade());
     x->upgrade(switching(), [&](std::error_code ec, std::shared_ptr<http::raw_stream> s) {
       REQUIRE(!ec);
@@ -203,9 +110,9 @@ TEST_CASE("http upgrade: a plain request can be upgraded; close() frees the conn
       e->start();
     });
   });
-  up_client c(f.port);
+  client c(f.port);
   c.send("GET /plain HTTP/1.1\r\nHost: x\r\n\r\n");
-  CHECK(c.head().rfind("HTTP/1.1 101 ", 0) == 0);
+  CHECK(c.raw_head().rfind("HTTP/1.1 101 ", 0) == 0);
   c.send("ping");  // after the 101: the HTTP connection's idle read was cancelled, not fed this
   CHECK(c.expect("ping"));
   CHECK(f.count() == 1);
@@ -223,7 +130,7 @@ TEST_CASE("http upgrade: a plain request can be upgraded; close() frees the conn
 
 TEST_CASE("http upgrade: graceful stop reaches the raw stream through on_stop", "[http]") {
   std::promise<void> stop_seen;
-  up_server f({}, [&](std::shared_ptr<http::exchange> x) {
+  server_fixture f({}, [&](std::shared_ptr<http::exchange> x) {
     x->upgrade(switching(), [&](std::error_code ec, std::shared_ptr<http::raw_stream> s) {
       REQUIRE(!ec);
       s->on_stop([&, s] {  // the callback may own the stream: close() drops it
@@ -237,9 +144,9 @@ TEST_CASE("http upgrade: graceful stop reaches the raw stream through on_stop", 
       });
     });
   });
-  up_client c(f.port);
+  client c(f.port);
   c.send(upgrade_req);
-  CHECK(c.head().rfind("HTTP/1.1 101 ", 0) == 0);
+  CHECK(c.raw_head().rfind("HTTP/1.1 101 ", 0) == 0);
   CHECK(f.count() == 1);
   std::promise<void> done;
   asio::post(f.io, [&] { f.srv->stop([&] { done.set_value(); }); });
@@ -255,7 +162,7 @@ TEST_CASE("http upgrade: stop force-closes a raw stream that ignores on_stop", "
   o.shutdown_timeout = 100ms;
   std::shared_ptr<http::raw_stream> held;
   std::promise<std::error_code> read_ec;
-  up_server f(o, [&](std::shared_ptr<http::exchange> x) {
+  server_fixture f(o, [&](std::shared_ptr<http::exchange> x) {
     x->upgrade(switching(), [&](std::error_code ec, std::shared_ptr<http::raw_stream> s) {
       REQUIRE(!ec);
       held = s;
@@ -263,9 +170,9 @@ TEST_CASE("http upgrade: stop force-closes a raw stream that ignores on_stop", "
       s->async_read_some(asio::buffer(in), [&](std::error_code e, std::size_t) { read_ec.set_value(e); });
     });
   });
-  up_client c(f.port);
+  client c(f.port);
   c.send(upgrade_req);
-  CHECK(c.head().rfind("HTTP/1.1 101 ", 0) == 0);
+  CHECK(c.raw_head().rfind("HTTP/1.1 101 ", 0) == 0);
   std::promise<void> done;
   asio::post(f.io, [&] { f.srv->stop([&] { done.set_value(); }); });
   REQUIRE(done.get_future().wait_for(5s) == std::future_status::ready);
@@ -284,7 +191,7 @@ TEST_CASE("http upgrade: stop force-closes a raw stream that ignores on_stop", "
 TEST_CASE("http upgrade: refused after the exchange answered, or with requests pipelined behind", "[http]") {
   std::promise<std::error_code> late, piped;
   int n = 0;
-  up_server f({}, [&](std::shared_ptr<http::exchange> x) {
+  server_fixture f({}, [&](std::shared_ptr<http::exchange> x) {
     if (++n == 1) {
       x->respond(http::response::json(200, "{}"));
       x->upgrade(switching(), [&](std::error_code ec, std::shared_ptr<http::raw_stream> s) {
@@ -301,19 +208,19 @@ TEST_CASE("http upgrade: refused after the exchange answered, or with requests p
       x->respond(http::response::json(200, "{}"));
     }
   });
-  up_client c(f.port);
+  client c(f.port);
   c.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
   auto a = late.get_future();
   REQUIRE(a.wait_for(5s) == std::future_status::ready);
   CHECK(a.get() == asio::error::in_progress);
-  CHECK(c.head().rfind("HTTP/1.1 200 ", 0) == 0);
+  CHECK(c.raw_head().rfind("HTTP/1.1 200 ", 0) == 0);
   CHECK(c.expect("{}"));
   c.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n");
   auto b = piped.get_future();
   REQUIRE(b.wait_for(5s) == std::future_status::ready);
   CHECK(b.get() == asio::error::operation_not_supported);
-  CHECK(c.head().rfind("HTTP/1.1 200 ", 0) == 0);
+  CHECK(c.raw_head().rfind("HTTP/1.1 200 ", 0) == 0);
   CHECK(c.expect("{}"));
-  CHECK(c.head().rfind("HTTP/1.1 200 ", 0) == 0);
+  CHECK(c.raw_head().rfind("HTTP/1.1 200 ", 0) == 0);
   CHECK(c.expect("{}"));
 }
