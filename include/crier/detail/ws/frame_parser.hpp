@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "crier/detail/ws/protocol.hpp"
-#include "crier/detail/ws/utf8_validator.hpp"
+#include "crier/detail/utf8.hpp"
 
 namespace crier::detail::ws {
 
