@@ -5,6 +5,7 @@
 
 #include <crier/concepts.hpp>
 #include <crier/core/hub.hpp>
+#include <crier/detail/gather.hpp>
 #include <crier/http/exchange.hpp>
 
 #include <asio/buffer.hpp>
@@ -66,7 +67,7 @@ class stream_session final : public subscriber,
     head.body.clear();
     ex_->start_stream(std::move(head));
     if (!preamble_.empty()) {
-      buffers_.push_back(asio::buffer(preamble_));
+      batch_.add_view(asio::buffer(preamble_));
       write_now();
     }
     return true;
@@ -85,8 +86,7 @@ class stream_session final : public subscriber,
       return;
     }
     if (auto hb = transport_.heartbeat()) {
-      inflight_.push_back(hb);
-      buffers_.push_back(asio::buffer(*hb));
+      batch_.add(std::move(hb));
       write_now();
     }
   }
@@ -106,48 +106,28 @@ class stream_session final : public subscriber,
     auto& s = sub_.state();
     if (s.error()) return finish(s.error());  // overflow: the client resumes from its last id
     std::size_t bytes = 0;
-    while (buffers_.size() < max_batch_items && bytes < max_batch_bytes) {
+    while (batch_.size() < max_batch_items && bytes < max_batch_bytes) {
       auto it = s.next();
       if (!it) break;
       if (it.gap) {
-        owned_.push_back(transport_.gap_frame(*it.gap, ctx_));
-        continue;  // buffers for owned_ strings are taken below, once owned_ stops growing
+        batch_.add(transport_.gap_frame(*it.gap, ctx_));
+        continue;
       }
-      auto prefix = transport_.prefix(*it.msg, ctx_);
-      if (!prefix.empty()) owned_.push_back(std::move(prefix));
-      flush_owned();
+      if (auto prefix = transport_.prefix(*it.msg, ctx_); !prefix.empty()) batch_.add(std::move(prefix));
       auto f = transport_.frame(*it.msg, ctx_);
       bytes += f->size();
-      buffers_.push_back(asio::buffer(*f));
-      inflight_.push_back(std::move(f));
+      batch_.add(std::move(f));
     }
-    flush_owned();
-    if (!buffers_.empty()) write_now();
-  }
-
-  // Per-subscriber strings (gap notices, id prefixes) become frames too, so buffers stay
-  // valid however owned_ grows.
-  void flush_owned() {
-    for (auto& o : owned_) {
-      auto f = std::make_shared<const std::string>(std::move(o));
-      buffers_.push_back(asio::buffer(*f));
-      inflight_.push_back(std::move(f));
-    }
-    owned_.clear();
+    if (!batch_.empty()) write_now();
   }
 
   void write_now() {
     writing_ = true;
     write_started_ = std::chrono::steady_clock::now();
     wrote_since_heartbeat_ = true;
-    ex_->async_write(buffers_, [self = this->shared_from_this()](std::error_code ec) {
+    ex_->async_write(batch_.buffers(), [self = this->shared_from_this()](std::error_code ec) {
       self->writing_ = false;
-      self->buffers_.clear();
-      self->inflight_.clear();
-      if (self->buffers_.capacity() > 32) {  // a burst is over: idle sessions stay small
-        self->buffers_ = {};
-        self->inflight_ = {};
-      }
+      self->batch_.clear();
       self->preamble_ = std::string();
       if (ec) return self->finish(ec);
       if (self->finishing_) return self->finish({});
@@ -190,9 +170,7 @@ class stream_session final : public subscriber,
   done_fn done_;
   typename hub_type::subscription sub_;
   std::string preamble_;
-  std::vector<asio::const_buffer> buffers_;
-  std::vector<frame_ptr> inflight_;  // keeps the frames of the write in flight alive
-  std::vector<std::string> owned_;
+  detail::gather_batch batch_;  // the write in flight, or the next one
   std::optional<asio::steady_timer> lifetime_;
   bool writing_ = false;
   bool finishing_ = false;

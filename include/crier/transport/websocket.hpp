@@ -8,6 +8,7 @@
 #include <crier/core/envelope.hpp>
 #include <crier/core/format.hpp>
 #include <crier/core/hub.hpp>
+#include <crier/detail/gather.hpp>
 #include <crier/detail/ws/frame_parser.hpp>
 #include <crier/detail/ws/frame_writer.hpp>
 #include <crier/http/exchange.hpp>
@@ -168,41 +169,32 @@ class websocket_session final : public subscriber,
 
   void write_more() {
     if (!raw_ || writing_) return;
-    for (auto& c : control_) {
-      auto f = std::make_shared<const std::string>(std::move(c));
-      buffers_.push_back(asio::buffer(*f));
-      inflight_.push_back(std::move(f));
-    }
+    for (auto& c : control_) batch_.add(std::move(c));
     bool close_sent = closing_ && !control_.empty();
     control_.clear();
     if (!closing_ && sub_) {
       auto& s = sub_.state();
-      while (buffers_.size() < 256) {
+      while (batch_.size() < 256) {
         auto it = s.next();
         if (!it) break;
-        frame_ptr f;
         if (it.gap) {
           std::string env;
           append_envelope(env, *it.gap);
-          f = std::make_shared<const std::string>(detail::ws::make_data_frame(env, true));
-        } else {
-          f = it.msg->frame(detail::ws_raw_slot(), [](const message& m) {
-            return detail::ws::make_data_frame(m.payload(), m.is_text() && !binary_content_type(m.content_type()));
-          });
+          batch_.add(detail::ws::make_data_frame(env, true));
+          continue;
         }
-        buffers_.push_back(asio::buffer(*f));
-        inflight_.push_back(std::move(f));
+        batch_.add(it.msg->frame(detail::ws_raw_slot(), [](const message& m) {
+          return detail::ws::make_data_frame(m.payload(), m.is_text() && !binary_content_type(m.content_type()));
+        }));
       }
     }
-    if (buffers_.empty()) return;
+    if (batch_.empty()) return;
     writing_ = true;
     wrote_since_tick_ = true;
     write_started_ = std::chrono::steady_clock::now();
-    raw_->async_write(buffers_, [self = this->shared_from_this(), close_sent](std::error_code ec, std::size_t) {
+    raw_->async_write(batch_.buffers(), [self = this->shared_from_this(), close_sent](std::error_code ec, std::size_t) {
       self->writing_ = false;
-      self->buffers_.clear();
-      self->inflight_.clear();
-      if (self->buffers_.capacity() > 32) self->buffers_ = {}, self->inflight_ = {};
+      self->batch_.clear();
       if (ec) return self->kill();
       if (close_sent || (self->closing_ && self->control_.empty())) {
         // Our close frame is out: stop sending; the client closes the TCP connection.
@@ -233,8 +225,7 @@ class websocket_session final : public subscriber,
   std::string rbuf_;
   std::string message_;
   std::vector<std::string> control_;  // pongs, pings, the close frame: ahead of data
-  std::vector<asio::const_buffer> buffers_;
-  std::vector<frame_ptr> inflight_;
+  detail::gather_batch batch_;  // the write in flight, or the next one
   std::chrono::steady_clock::time_point write_started_{};
   bool writing_ = false;
   bool closing_ = false;
