@@ -106,12 +106,15 @@ class websocket_session final : public subscriber,
   static constexpr std::size_t busy_read = 16 * 1024;
 
   void read() {
-    if (!raw_ || read_closed_) return;
+    if (!raw_ || read_closed_ || reading_) return;
+    if (echo_bytes_ + echo_inflight_ > busy_read * 64) return;  // echo mode: wait for the echoes to drain
     auto old = rbuf_.size();
     auto chunk = old == 0 && !parser_.in_message() ? idle_read : busy_read;
     rbuf_.resize(old + chunk);
+    reading_ = true;
     raw_->async_read_some(asio::buffer(rbuf_.data() + old, chunk),
                           [self = this->shared_from_this(), old](std::error_code ec, std::size_t n) {
+                            self->reading_ = false;
                             self->rbuf_.resize(old + n);
                             if (ec) return self->kill();
                             self->parse();
@@ -130,8 +133,12 @@ class websocket_session final : public subscriber,
         case kind::need_more: break;
         case kind::data:
           message_.append(ev.payload);
+          if (ev.message_begin) message_op_ = ev.op;
           if (ev.message_end) {
-            if (!publish_topic_.empty()) hub_.publish(publish_topic_, std::move(message_));
+            if (opts_.echo) {
+              control_.push_back(detail::ws::make_frame(message_op_, message_));
+              echo_bytes_ += message_.size();
+            } else if (!publish_topic_.empty()) hub_.publish(publish_topic_, std::move(message_));
             message_.clear();
           }
           break;
@@ -170,6 +177,7 @@ class websocket_session final : public subscriber,
   void write_more() {
     if (!raw_ || writing_) return;
     for (auto& c : control_) batch_.add(std::move(c));
+    echo_inflight_ += std::exchange(echo_bytes_, 0);
     bool close_sent = closing_ && !control_.empty();
     control_.clear();
     if (!closing_ && sub_) {
@@ -196,6 +204,10 @@ class websocket_session final : public subscriber,
       self->writing_ = false;
       self->batch_.clear();
       if (ec) return self->kill();
+      if (self->echo_inflight_ != 0) {
+        self->echo_inflight_ = 0;
+        self->read();
+      }
       if (close_sent || (self->closing_ && self->control_.empty())) {
         // Our close frame is out: stop sending; the client closes the TCP connection.
         self->raw_->shutdown_send();
@@ -224,10 +236,13 @@ class websocket_session final : public subscriber,
   std::string publish_topic_;
   std::string rbuf_;
   std::string message_;
+  detail::ws::opcode message_op_ = detail::ws::opcode::text;
+  std::size_t echo_bytes_ = 0, echo_inflight_ = 0;  // echo mode: bytes queued, and being written
   std::vector<std::string> control_;  // pongs, pings, the close frame: ahead of data
   detail::gather_batch batch_;  // the write in flight, or the next one
   std::chrono::steady_clock::time_point write_started_{};
   bool writing_ = false;
+  bool reading_ = false;
   bool closing_ = false;
   bool read_closed_ = false;
   bool wrote_since_tick_ = false;

@@ -14,6 +14,8 @@ namespace crier {
 struct websocket_options {
   std::vector<std::string> origins{};          // allowed Origin values ("*" = any); empty = any
   std::size_t max_message_bytes = 16 * 1024 * 1024;  // larger messages close with 1009
+  bool echo = false;                           // conformance-test mode (Autobahn): a client's messages
+                                               // on /topics/{t} come back to it instead of being published
 };
 
 inline bool is_websocket_request(const http::request& req) {
