@@ -1,5 +1,6 @@
 // The front door: an HTTP server on the hub's strand that routes
-//   /topics/{topics}   POST publishes; GET subscribes over SSE, NDJSON, long-poll or poll
+//   /topics/{topics}   POST publishes; GET subscribes over WebSocket, SSE, NDJSON, long-poll or poll
+//   /ws                WebSocket, the multiplexed JSON protocol (docs/protocol.md)
 //   /healthz, /metrics, and "/" when an index page is configured
 // and hands sockets an application accepted itself to crier (adopt()).
 #pragma once
@@ -13,6 +14,7 @@
 #include <crier/transport/stream_session.hpp>
 #include <crier/transport/subscribe_params.hpp>
 #include <crier/transport/websocket.hpp>
+#include <crier/transport/websocket_mux.hpp>
 
 #include <asio/steady_timer.hpp>
 
@@ -114,6 +116,7 @@ class basic_server {
     if (!path.starts_with(opts_.prefix)) return not_found(*ex);
     path.remove_prefix(opts_.prefix.size());
     if (path.starts_with("/topics/")) return topics(std::move(ex), path.substr(8));
+    if (path == "/ws") return websocket_mux(std::move(ex));
     if (path == "/healthz") {
       if (only_get(*ex)) ex->respond(http::response::json(200, R"({"status":"ok"})"));
       return;
@@ -160,6 +163,8 @@ class basic_server {
     subscribe_params p;
     if (auto err = parse_subscribe_params(req, topics_part, opts_.max_topics_per_request, stream != nullptr, p))
       return ex->respond(with_cors(req, http::response::error(400, err->code, err->message)));
+    for (auto& t : p.topics)
+      if (!allowed(access::subscribe, t, req)) return forbid(*ex);
     if (stream) return stream->start(*this, std::move(ex), p);
 
     bool longpoll = p.wait.has_value();
@@ -186,20 +191,66 @@ class basic_server {
     subscribe_params p;
     if (auto err = parse_subscribe_params(req, topics_part, opts_.max_topics_per_request, false, p))
       return ex->respond(http::response::error(400, err->code, err->message));
-    bool ok = false;
-    auto head = websocket_handshake(req, opts_.websocket, ok);
-    if (!ok) return ex->respond(std::move(head));
-    auto s = std::make_shared<websocket_session<Executor>>(
-        hub_, opts_.websocket, [this, life = std::weak_ptr<int>(life_)](websocket_session<Executor>* s) {
-          if (life.lock()) streams_.erase(s);
-        });
-    streams_.emplace(s.get(), s);
+    auto hs = websocket_handshake(req, opts_.websocket);
+    if (!hs.ok) return ex->respond(std::move(hs.response));
+    for (auto& t : p.topics)
+      if (!allowed(access::subscribe, t, req)) return forbid(*ex);
+    // The publish right is asked on the first message, so a read-only client costs nothing.
+    typename websocket_session<Executor>::publish_check may_publish;
+    if (opts_.authorize)
+      may_publish = [this, life = std::weak_ptr<int>(life_), handshake = without_body(req)](std::string_view topic) {
+        return life.lock() && allowed(access::publish, topic, handshake);
+      };
+    auto s = std::make_shared<websocket_session<Executor>>(hub_, opts_.websocket, hs.deflate, std::move(may_publish),
+                                                           stream_done());
+    const void* key = static_cast<websocket_session_base<Executor>*>(s.get());  // what stream_done() erases
+    streams_.emplace(key, s);
     std::error_code ec;
-    if (!s->start(ex, std::move(head), {.topics = std::move(p.topics), .since = std::move(p.since)}, ec)) {
-      streams_.erase(s.get());
+    if (!s->start(ex, std::move(hs.response), {.topics = std::move(p.topics), .since = std::move(p.since)}, ec)) {
+      streams_.erase(key);
       return fail(*ex, 400, ec);
     }
     ++streams_opened_;
+  }
+
+  void websocket_mux(std::shared_ptr<http::exchange> ex) {
+    auto& req = ex->req();
+    if (!is_websocket_request(req))
+      return ex->respond(http::response::error(426, "upgrade_required", "/ws speaks WebSocket only"));
+    static constexpr std::string_view builtin[] = {ws_protocol::subprotocol};
+    auto hs = websocket_handshake(req, opts_.websocket, builtin);
+    if (!hs.ok) return ex->respond(std::move(hs.response));
+    if (!allowed(access::connect, {}, req)) return forbid(*ex);
+    typename websocket_mux_session<Executor>::access_check check;
+    if (opts_.authorize)
+      check = [this, life = std::weak_ptr<int>(life_), handshake = without_body(req)](access a, std::string_view topic) {
+        return life.lock() && allowed(a, topic, handshake);
+      };
+    auto s = std::make_shared<websocket_mux_session<Executor>>(hub_, opts_.websocket, hs.deflate, std::move(check),
+                                                               stream_done());
+    streams_.emplace(static_cast<websocket_session_base<Executor>*>(s.get()), s);
+    s->start(ex, std::move(hs.response));
+    ++streams_opened_;
+  }
+
+  // Removes a finished WebSocket session from streams_ (if the server still exists).
+  auto stream_done() {
+    return [this, life = std::weak_ptr<int>(life_)](websocket_session_base<Executor>* s) {
+      if (life.lock()) streams_.erase(s);
+    };
+  }
+
+  bool allowed(access a, std::string_view topic, const http::request& req) const {
+    return !opts_.authorize || opts_.authorize(access_request{.action = a, .topic = topic, .request = req});
+  }
+  void forbid(http::exchange& ex) {
+    ex.respond(with_cors(ex.req(), http::response::error(403, "forbidden", "not allowed")));
+  }
+  // The handshake, kept for later authorization questions (without a body, which it has not).
+  static http::request without_body(const http::request& r) {
+    http::request copy = r;
+    copy.body().clear();
+    return copy;
   }
 
   void publish(http::exchange& ex, std::string_view topic_part) {
@@ -207,6 +258,7 @@ class basic_server {
     auto topic = http::percent_decode(topic_part);
     if (topic.find(',') != std::string::npos || is_pattern(topic))
       return ex.respond(with_cors(req, http::response::error(400, "invalid_topic", "publish to exactly one topic name")));
+    if (!allowed(access::publish, topic, req)) return forbid(ex);
     publish_options o;
     if (auto e = req.header("crier-event")) o.event = std::string(*e);
     else if (auto q = req.query_param("event")) o.event = std::move(*q);
@@ -287,6 +339,8 @@ class basic_server {
     line("streams_opened_total", "counter", "Streams started.", streams_opened_);
     line("waiting_polls", "gauge", "Long-polls waiting.", polls_.size());
     line("connections", "gauge", "Open HTTP connections.", http_.connection_count());
+    line("websocket_compressed_total", "counter", "Broadcast WebSocket frames compressed (process-wide).",
+         detail::ws_compressed_total().load(std::memory_order_relaxed));
     http::response r;
     r.set("Content-Type", "text/plain; version=0.0.4");
     r.body = std::move(b);

@@ -1,6 +1,7 @@
 // Options of the front door (crier::server). Designated-initializer friendly.
 #pragma once
 
+#include <crier/authorize.hpp>
 #include <crier/http/options.hpp>
 #include <crier/transport/sse.hpp>
 #include <crier/transport/websocket_handshake.hpp>
@@ -16,7 +17,7 @@ struct server_options {
   std::string prefix = "";                      // route prefix, e.g. "/crier" -> /crier/topics/...
   http::server_options http{};                  // limits and timeouts of the HTTP layer
   sse_options sse{};                            // SSE retry hint
-  websocket_options websocket{};                // Origin allow-list, message size limit
+  websocket_options websocket{};                // Origins, subprotocols, sizes, permessage-deflate
   std::chrono::milliseconds heartbeat{15'000};  // keep-alive bytes on idle streams, and the period of
                                                 // the stall check below (0 = off, both)
   std::chrono::milliseconds stall_timeout{60'000};  // a stream whose write has not completed for this
@@ -29,6 +30,8 @@ struct server_options {
                                                 // (always at least one); the cursor resumes the rest
   std::vector<std::string> cors_origins{};      // allowed Origins for CORS ("*" = any); empty = no CORS headers
   std::string index_html{};                     // served at "/" when not empty
+  authorizer authorize{};                       // asked before every subscribe and publish (403 /
+                                                // an error frame when it says no); empty = allow all
 };
 
 }  // namespace crier

@@ -14,8 +14,8 @@
 
 namespace crier {
 
-inline void append_envelope(std::string& out, const message& m) {
-  out.reserve(out.size() + m.payload().size() + m.topic().size() + 96);
+// The envelope without its payload and closing brace: {"type":"message",...,"time":T
+inline void append_envelope_head(std::string& out, const message& m) {
   out += R"({"type":"message","topic":)";
   detail::append_json_string(out, m.topic());
   out += R"(,"id":")";
@@ -32,6 +32,11 @@ inline void append_envelope(std::string& out, const message& m) {
   out += R"(,"time":)";
   out += std::to_string(
       std::chrono::duration_cast<std::chrono::milliseconds>(m.published().time_since_epoch()).count());
+}
+
+inline void append_envelope(std::string& out, const message& m) {
+  out.reserve(out.size() + m.payload().size() + m.topic().size() + 96);
+  append_envelope_head(out, m);
   if (m.is_text()) {
     out += R"(,"data":)";
     detail::append_json_string(out, m.payload());
