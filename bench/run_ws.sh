@@ -23,7 +23,7 @@ PY=/usr/bin/python3
 
 QUICK=0
 ONLY="crier,websocketpp,node-ws,nchan"
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;

@@ -1,12 +1,14 @@
 // A response to send with exchange::respond() / the head for exchange::start_stream().
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "crier/detail/json.hpp"
+#include "crier/http/request.hpp"
 
 namespace crier::http {
 
@@ -18,6 +20,12 @@ struct response {
   response& set(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));
     return *this;
+  }
+  // The first header of that name (case-insensitive).
+  std::optional<std::string_view> header(std::string_view name) const {
+    for (auto& [n, v] : headers)
+      if (detail::iequals(n, name)) return std::string_view(v);
+    return std::nullopt;
   }
 
   static response json(unsigned status, std::string json_body) {
