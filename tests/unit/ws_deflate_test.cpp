@@ -1,8 +1,8 @@
 // permessage-deflate (RFC 7692): negotiation, compression and bounded decompression.
-#include <catch2/catch.hpp>
-
 #include <zlib.h>
 
+#include <catch2/catch.hpp>
+#include <cstdint>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -67,7 +67,9 @@ std::string zlib_inflate(std::string payload, int bits = 15) {
 // A client-side compressor with context takeover (plain zlib): sync flush, tail stripped.
 struct zlib_client {
   z_stream z{};
-  explicit zlib_client(int bits = 15) { REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, -bits, 8, Z_DEFAULT_STRATEGY) == Z_OK); }
+  explicit zlib_client(int bits = 15) {
+    REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, -bits, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  }
   ~zlib_client() { deflateEnd(&z); }
   std::string compress(std::string in, int flush = Z_SYNC_FLUSH) {
     std::string out(in.size() + 1024, '\0');
@@ -145,7 +147,8 @@ TEST_CASE("deflate: window bits negotiation", "[deflate]") {
   CHECK(a->client_max_window_bits == 10);
   CHECK(a->server_max_window_bits == 11);
   CHECK(r ==
-        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=11; "
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=11; "
         "client_max_window_bits=10");
   // without client_max_window_bits in the offer the client cannot be limited and the
   // response must not name it
@@ -159,7 +162,8 @@ TEST_CASE("deflate: window bits negotiation", "[deflate]") {
   CHECK(a->server_max_window_bits == 10);
   CHECK(a->client_max_window_bits == 12);
   CHECK(r ==
-        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; "
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=10; "
         "client_max_window_bits=12");
   a = nego("permessage-deflate; server_max_window_bits=15; client_max_window_bits=15", r, small);
   REQUIRE(a);
@@ -182,7 +186,8 @@ TEST_CASE("deflate: declined offers fall through to the next one", "[deflate]") 
   std::string r;
   // server_max_window_bits=8 cannot be honoured by zlib's raw deflate
   CHECK(declined("permessage-deflate; server_max_window_bits=8"));
-  auto a = nego("permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=12", r);
+  auto a =
+      nego("permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=12", r);
   REQUIRE(a);
   CHECK(a->server_max_window_bits == 12);
   // unknown, duplicate
@@ -195,23 +200,36 @@ TEST_CASE("deflate: declined offers fall through to the next one", "[deflate]") 
   REQUIRE(a);
   CHECK(a->client_max_window_bits == 9);
   // invalid values
-  for (const char* bad :
-       {"permessage-deflate; server_max_window_bits=16", "permessage-deflate; server_max_window_bits=7",
-        "permessage-deflate; server_max_window_bits=08", "permessage-deflate; server_max_window_bits=010",
-        "permessage-deflate; server_max_window_bits", "permessage-deflate; server_max_window_bits=",
-        "permessage-deflate; server_max_window_bits=-9", "permessage-deflate; client_max_window_bits=abc",
-        "permessage-deflate; client_max_window_bits=\"\"", "permessage-deflate; client_max_window_bits=\"1 0\"",
-        "permessage-deflate; client_max_window_bits=\"10", "permessage-deflate; server_no_context_takeover=1",
-        "permessage-deflate; client_no_context_takeover=\"\"", "permessage-deflate;", "permessage-deflate;;",
-        "permessage-deflate client_max_window_bits", "permessage-deflate; =10", "; permessage-deflate",
-        "\"permessage-deflate\"", "permessage-deflate; client_max_window_bits=1 0", "", " , ,"}) {
+  for (const char* bad : {"permessage-deflate; server_max_window_bits=16",
+                          "permessage-deflate; server_max_window_bits=7",
+                          "permessage-deflate; server_max_window_bits=08",
+                          "permessage-deflate; server_max_window_bits=010",
+                          "permessage-deflate; server_max_window_bits",
+                          "permessage-deflate; server_max_window_bits=",
+                          "permessage-deflate; server_max_window_bits=-9",
+                          "permessage-deflate; client_max_window_bits=abc",
+                          "permessage-deflate; client_max_window_bits=\"\"",
+                          "permessage-deflate; client_max_window_bits=\"1 0\"",
+                          "permessage-deflate; client_max_window_bits=\"10",
+                          "permessage-deflate; server_no_context_takeover=1",
+                          "permessage-deflate; client_no_context_takeover=\"\"",
+                          "permessage-deflate;",
+                          "permessage-deflate;;",
+                          "permessage-deflate client_max_window_bits",
+                          "permessage-deflate; =10",
+                          "; permessage-deflate",
+                          "\"permessage-deflate\"",
+                          "permessage-deflate; client_max_window_bits=1 0",
+                          "",
+                          " , ,"}) {
     INFO(bad);
     CHECK(declined(bad));
   }
   // other extensions are skipped; so are malformed offers, even with commas in quotes
-  a = nego("x-webkit-deflate-frame, foo; bar=\"a,b\"; baz, permessage-deflate; client_max_window_bits=\"1,0\", "
-           "permessage-deflate; server_max_window_bits=11",
-           r);
+  a = nego(
+      "x-webkit-deflate-frame, foo; bar=\"a,b\"; baz, permessage-deflate; client_max_window_bits=\"1,0\", "
+      "permessage-deflate; server_max_window_bits=11",
+      r);
   REQUIRE(a);
   CHECK(a->server_max_window_bits == 11);
 }
@@ -297,7 +315,8 @@ TEST_CASE("deflate: output format and an independent inflater", "[deflate]") {
   CHECK(zlib_inflate(out.substr(3)) == "Hello");
   // the per-thread cache keeps working across more configs than it holds
   for (int i = 0; i < 3; ++i)
-    for (int bits = 9; bits <= 15; ++bits) CHECK(zlib_inflate(deflate_message("Hello Hello Hello", bits, 8, 6), bits) == "Hello Hello Hello");
+    for (int bits = 9; bits <= 15; ++bits)
+      CHECK(zlib_inflate(deflate_message("Hello Hello Hello", bits, 8, 6), bits) == "Hello Hello Hello");
 }
 
 TEST_CASE("deflate: RFC 7692 section 7.2.3 examples", "[deflate]") {
@@ -318,7 +337,8 @@ TEST_CASE("deflate: RFC 7692 section 7.2.3 examples", "[deflate]") {
   // 7.2.3.4 a block with BFINAL set, followed by an empty stored block's header
   inflater fresh;
   out.clear();
-  CHECK(inflate_all(fresh, bytes({0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}), out) == inflate_status::ok);
+  CHECK(inflate_all(fresh, bytes({0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00}), out) ==
+        inflate_status::ok);
   CHECK(out == "Hello");
   // 7.2.3.5 two blocks in one message
   out.clear();
@@ -411,6 +431,17 @@ TEST_CASE("deflate: limits and bad data", "[deflate]") {
     out.clear();
     CHECK(inflate_all(over, c, out) == inflate_status::too_big);
     CHECK(out.size() <= 1000);
+  }
+  {  // extreme limits
+    auto c = deflater().compress(repetitive(100000));
+    inflater unlimited(15, true, SIZE_MAX), zero(15, true, 0);
+    std::string out;
+    CHECK(inflate_all(unlimited, c, out) == inflate_status::ok);
+    CHECK(out == repetitive(100000));
+    out.clear();
+    CHECK(inflate_all(zero, deflater().compress(""), out) == inflate_status::ok);
+    CHECK(inflate_all(zero, c, out) == inflate_status::too_big);
+    CHECK(out.size() <= 1);
   }
   {  // the limit is per message, not per connection
     auto c = deflater().compress(std::string(600, 'z'));

@@ -25,6 +25,11 @@ class raw_stream {
   // Gather write of all buffers; at most one in flight (a second completes with in_progress);
   // the buffers (and the array they sit in) stay valid until cb runs.
   virtual void async_write(std::span<const asio::const_buffer> b, std::function<void(std::error_code, std::size_t)> cb) = 0;
+  // Writes what the socket takes at once, without blocking and without an asynchronous
+  // operation (fan-out to thousands of connections: one system call each, no handler).
+  // Returns the bytes written, 0 when the socket's buffer is full or the stream cannot (TLS);
+  // sets ec on a broken connection. Not while an async_write is in flight.
+  virtual std::size_t try_write(std::span<const asio::const_buffer> b, std::error_code& ec) = 0;
   // Closes the socket; pending operations complete with operation_aborted. Drops the on_stop callback.
   virtual void close() = 0;
   // Half-close (no more sends), e.g. after a WebSocket close handshake.

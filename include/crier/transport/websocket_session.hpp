@@ -181,7 +181,7 @@ class websocket_session_base : public subscriber,
   static constexpr std::size_t max_pending_replies = 1024 * 1024;
 
   void read() {
-    if (!raw_ || read_closed_ || reading_) return;
+    if (!raw_ || read_closed_ || reading_ || parsing_) return;  // parse() reads again when done
     if (reply_bytes_ + replies_inflight_ > max_pending_replies) return;  // resumed after the write
     auto old = rbuf_.size();
     auto chunk = old == 0 && !parser_.in_message() ? idle_read : busy_read;
@@ -198,6 +198,7 @@ class websocket_session_base : public subscriber,
   }
 
   void parse() {
+    parsing_ = true;
     std::size_t pos = 0;
     while (pos < rbuf_.size() && !read_closed_) {
       auto ev = parser_.next(rbuf_.data() + pos, rbuf_.size() - pos);
@@ -212,7 +213,10 @@ class websocket_session_base : public subscriber,
         case kind::close:
           read_closed_ = true;
           if (closing_) {  // the answer to our close: done once our frame is out
-            if (!writing_) return kill();
+            if (!writing_) {
+              parsing_ = false;
+              return kill();
+            }
             break;
           }
           close_with(ev.close_code == detail::ws::close_code::no_status ? detail::ws::close_code::normal
@@ -227,6 +231,7 @@ class websocket_session_base : public subscriber,
     }
     rbuf_.erase(0, pos);
     if (rbuf_.empty() && rbuf_.capacity() > idle_read) rbuf_ = std::string();  // back to small when idle
+    parsing_ = false;
     if (!writing_) write_more();
   }
 
@@ -263,30 +268,52 @@ class websocket_session_base : public subscriber,
     close_with(code, reason);
   }
 
+  // One write in flight. A batch goes out with a direct non-blocking write first; only what
+  // the socket does not take at once waits for an asynchronous write.
   void write_more() {
     if (!raw_ || writing_) return;
-    for (auto& c : control_) batch_.add(std::move(c));
-    replies_inflight_ += std::exchange(reply_bytes_, 0);
-    bool close_sent = closing_ && !control_.empty();
-    control_.clear();
-    if (!closing_) fill(batch_, 256);
-    if (batch_.empty()) return;
+    auto self = this->shared_from_this();  // kill() may drop the server's reference
+    for (;;) {
+      for (auto& c : control_) batch_.add(std::move(c));
+      replies_inflight_ += std::exchange(reply_bytes_, 0);
+      bool close_sent = closing_ && !control_.empty();
+      control_.clear();
+      if (!closing_) fill(batch_, 256);
+      if (batch_.empty()) return;
+      wrote_since_tick_ = true;
+      std::error_code ec;
+      batch_.consume(raw_->try_write(batch_.buffers(), ec));
+      if (ec) {
+        batch_.clear();
+        return kill();
+      }
+      if (!batch_.empty()) return write_async(close_sent);
+      batch_.clear();
+      if (!written(close_sent)) return;
+    }
+  }
+
+  void write_async(bool close_sent) {
     writing_ = true;
-    wrote_since_tick_ = true;
     write_started_ = std::chrono::steady_clock::now();
     raw_->async_write(batch_.buffers(), [self = this->shared_from_this(), close_sent](std::error_code ec, std::size_t) {
       self->writing_ = false;
       self->batch_.clear();
       if (ec) return self->kill();
-      if (close_sent || (self->closing_ && self->control_.empty())) {
-        // Our close frame is out: stop sending; the client closes the TCP connection.
-        self->raw_->shutdown_send();
-        if (self->read_closed_) return self->kill();
-        return;
-      }
-      if (std::exchange(self->replies_inflight_, 0) != 0) self->read();
-      self->write_more();
+      if (self->written(close_sent)) self->write_more();
     });
+  }
+
+  // A whole batch is out. False when the connection is done sending.
+  bool written(bool close_sent) {
+    if (close_sent || (closing_ && control_.empty())) {
+      // Our close frame is out: stop sending; the client closes the TCP connection.
+      raw_->shutdown_send();
+      if (read_closed_) kill();
+      return false;
+    }
+    if (std::exchange(replies_inflight_, 0) != 0) read();
+    return true;
   }
 
   void kill() {
@@ -316,6 +343,7 @@ class websocket_session_base : public subscriber,
   std::chrono::steady_clock::time_point write_started_{};
   bool writing_ = false;
   bool reading_ = false;
+  bool parsing_ = false;
   bool closing_ = false;
   bool read_closed_ = false;
   bool wrote_since_tick_ = false;

@@ -40,9 +40,8 @@ struct deflate_options {
   int level = 6;
   // Default 64: messages shorter than this many bytes are sent uncompressed.
   std::size_t min_size = 64;
-  // Default 16 MiB: a compressed client message that inflates to more than this closes
-  // the connection (1009 message too big) instead of exhausting memory.
-  std::size_t max_inflated = std::size_t{16} << 20;
+  // (Inflated client messages are bounded by websocket_options::max_message_bytes: over it,
+  // 1009, however small the compressed frame was.)
 };
 
 // What both sides agreed; the server side is always no-context-takeover.
@@ -60,10 +59,8 @@ constexpr bool is_tchar(char c) noexcept {
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 inline bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](char x, char y) { return lower(x) == lower(y); });
 }
 
 // Cursor over a Sec-WebSocket-Extensions value (RFC 6455 §9.1 grammar).
@@ -91,19 +88,20 @@ struct ext_cursor {
   void skip_offer() noexcept {
     bool in_quote = false;
     for (; i < s.size(); ++i) {
-      if (in_quote && s[i] == '\\') ++i;
-      else if (s[i] == '"') in_quote = !in_quote;
-      else if (s[i] == ',' && !in_quote) return;
+      if (in_quote && s[i] == '\\')
+        ++i;
+      else if (s[i] == '"')
+        in_quote = !in_quote;
+      else if (s[i] == ',' && !in_quote)
+        return;
     }
   }
 };
 
 // A window-bits value: 8..15, decimal without leading zeros (RFC 7692 §7.1.2).
-inline int window_bits_value(std::string_view v) noexcept {
-  if (v.size() == 1 && v[0] == '8') return 8;
-  if (v.size() == 1 && v[0] == '9') return 9;
-  if (v.size() == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5') return 10 + (v[1] - '0');
-  return 0;
+inline int window_bits_value(std::string_view v) noexcept {  // 0 if invalid
+  if (v.size() == 1 && (v[0] == '8' || v[0] == '9')) return v[0] - '0';
+  return v.size() == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5' ? 10 + (v[1] - '0') : 0;
 }
 
 struct offer {
@@ -185,7 +183,8 @@ inline std::optional<deflate_agreement> negotiate_deflate(std::string_view heade
     a.server_max_window_bits = std::min(o.server_mwb ? o.server_mwb : 15, server_cap);
     // Without client_max_window_bits in the offer the server cannot limit the client (and
     // must not name the param, §7.1.2.2): the client may use 15.
-    a.client_max_window_bits = o.client_mwb ? std::min(o.client_mwb_value ? o.client_mwb_value : 15, client_cap) : 15;
+    a.client_max_window_bits =
+        o.client_mwb ? std::min(o.client_mwb_value ? o.client_mwb_value : 15, client_cap) : 15;
     // The client's client_no_context_takeover is only a hint; echoing it makes it binding.
     a.client_no_context_takeover = opt.client_no_context_takeover || o.client_nct;
     response_value = "permessage-deflate; server_no_context_takeover";
@@ -208,9 +207,15 @@ struct deflate_end {
 struct inflate_end {
   void operator()(z_stream* z) const noexcept { inflateEnd(z), delete z; }
 };
-inline void check_init(int rc) {
-  if (rc == Z_MEM_ERROR) throw std::bad_alloc();
-  if (rc != Z_OK) throw std::runtime_error("zlib initialisation failed");
+template <class End, class Init>
+std::unique_ptr<z_stream, End> open_stream(Init init) {
+  std::unique_ptr<z_stream, End> z(new z_stream{});
+  if (int rc = init(z.get()); rc != Z_OK) {
+    delete z.release();  // a failed init holds nothing to end
+    if (rc == Z_MEM_ERROR) throw std::bad_alloc();
+    throw std::runtime_error("zlib initialisation failed");
+  }
+  return z;
 }
 inline constexpr unsigned char sync_tail[4] = {0x00, 0x00, 0xff, 0xff};
 }  // namespace deflate_detail
@@ -221,23 +226,20 @@ class deflater {
  public:
   // window_bits 9..15 (zlib refuses raw 8), mem_level 1..9, level -1..9; clamped.
   explicit deflater(int window_bits = 15, int mem_level = 8, int level = 6) noexcept
-      : bits_(std::clamp(window_bits, 9, 15)), mem_(std::clamp(mem_level, 1, 9)), level_(std::clamp(level, -1, 9)) {}
+      : bits_(std::clamp(window_bits, 9, 15)),
+        mem_(std::clamp(mem_level, 1, 9)),
+        level_(std::clamp(level, -1, 9)) {}
 
   // Appends the compressed payload of one message to out, without the 00 00 ff ff tail
   // of the sync flush (RFC 7692 §7.2.1).
   void compress(std::string_view in, std::string& out) {
-    if (!z_) {  // lazy: a deflater that never compresses costs no zlib state
-      auto z = std::unique_ptr<z_stream, deflate_detail::deflate_end>(new z_stream{});
-      int rc = deflateInit2(z.get(), level_, Z_DEFLATED, -bits_, mem_, Z_DEFAULT_STRATEGY);
-      if (rc != Z_OK) {
-        delete z.release();  // deflateEnd on a failed init is not needed
-        deflate_detail::check_init(rc);
-      }
-      z_ = std::move(z);
-    }
+    if (!z_)  // lazy: a deflater that never compresses costs no zlib state
+      z_ = deflate_detail::open_stream<deflate_detail::deflate_end>(
+          [&](z_stream* z) { return deflateInit2(z, level_, Z_DEFLATED, -bits_, mem_, Z_DEFAULT_STRATEGY); });
     const std::size_t start = out.size();
     std::size_t used = start;
-    out.resize(start + deflateBound(z_.get(), static_cast<uLong>(std::min<std::size_t>(in.size(), ULONG_MAX))) + 16);
+    // Not deflateBound: that would leave a message-sized capacity behind every result.
+    out.resize(start + in.size() / 2 + 256);
     std::size_t pos = 0;
     do {  // avail_in is 32-bit: feed very large inputs in slices
       std::size_t n = std::min<std::size_t>(in.size() - pos, std::size_t{1} << 30);
@@ -246,7 +248,7 @@ class deflater {
       pos += n;
       int flush = pos == in.size() ? Z_SYNC_FLUSH : Z_NO_FLUSH;
       do {
-        if (out.size() - used < 64) out.resize(out.size() * 2);
+        if (out.size() - used < 64) out.resize(out.size() + std::max<std::size_t>(out.size() - start, 1024));
         std::size_t room = std::min<std::size_t>(out.size() - used, UINT_MAX);
         z_->next_out = reinterpret_cast<Bytef*>(out.data() + used);
         z_->avail_out = static_cast<uInt>(room);
@@ -322,25 +324,16 @@ class inflater {
       st = run(deflate_detail::sync_tail, 4, out);
       if (st == inflate_status::ok && !(z_->data_type & 128)) st = inflate_status::bad_data;
     }
-    if (st != inflate_status::ok || reset_each_) z_.reset();  // an error ends the connection anyway
-    produced_ = 0;
-    fed_ = just_ended_ = false;
-    return st;
+    return end_message(st, st != inflate_status::ok || reset_each_);  // an error ends the connection anyway
   }
 
   bool holds_state() const noexcept { return z_ != nullptr; }
 
  private:
   inflate_status run(const unsigned char* p, std::size_t n, std::string& out) {
-    if (!z_) {
-      auto z = std::unique_ptr<z_stream, deflate_detail::inflate_end>(new z_stream{});
-      int rc = inflateInit2(z.get(), -bits_);
-      if (rc != Z_OK) {
-        delete z.release();
-        deflate_detail::check_init(rc);
-      }
-      z_ = std::move(z);
-    }
+    if (!z_)
+      z_ = deflate_detail::open_stream<deflate_detail::inflate_end>(
+          [&](z_stream* z) { return inflateInit2(z, -bits_); });
     for (;;) {
       if (z_->avail_in == 0 && n != 0) {  // avail_in is 32-bit: slice huge pieces
         std::size_t k = std::min<std::size_t>(n, std::size_t{1} << 30);
@@ -348,9 +341,9 @@ class inflater {
         z_->avail_in = static_cast<uInt>(k);
         p += k, n -= k;
       }
-      if (produced_ > max_) return fail(inflate_status::too_big);
+      if (produced_ > max_) return end_message(inflate_status::too_big, true);
       // Never more than one byte past the limit: a zip bomb stops right there.
-      std::size_t room = std::min(chunk, max_ - produced_ + 1);
+      std::size_t room = max_ - produced_ >= chunk ? chunk : max_ - produced_ + 1;
       std::size_t old = out.size();
       out.resize(old + room);
       z_->next_out = reinterpret_cast<Bytef*>(out.data() + old);
@@ -365,13 +358,13 @@ class inflater {
       } else if (rc == Z_MEM_ERROR) {
         throw std::bad_alloc();
       } else if (rc != Z_OK && rc != Z_BUF_ERROR) {  // Z_BUF_ERROR: no progress, see below
-        return fail(inflate_status::bad_data);
+        return end_message(inflate_status::bad_data, true);
       }
       // Done when the input is used up and inflate stopped with room to spare (with a
       // full buffer, a long match may still be pending).
       if (z_->avail_in == 0 && n == 0 && z_->avail_out != 0) break;
     }
-    return produced_ > max_ ? fail(inflate_status::too_big) : inflate_status::ok;
+    return produced_ > max_ ? end_message(inflate_status::too_big, true) : inflate_status::ok;
   }
 
   // A block with BFINAL set ends zlib's stream, but the message may go on (RFC 7692
@@ -390,8 +383,8 @@ class inflater {
     just_ended_ = avail == 0;
   }
 
-  inflate_status fail(inflate_status st) {
-    z_.reset();
+  inflate_status end_message(inflate_status st, bool drop_state) {
+    if (drop_state) z_.reset();
     produced_ = 0;
     fed_ = just_ended_ = false;
     return st;

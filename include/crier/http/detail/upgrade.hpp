@@ -76,6 +76,40 @@ class raw_stream_impl final : public raw_stream,
     });
   }
 
+  std::size_t try_write(std::span<const asio::const_buffer> b, std::error_code& ec) override {
+    ec.clear();
+    if (closed_ || writing_) return 0;
+    if constexpr (requires(Stream& s, std::error_code& e) {
+                    s.non_blocking(true, e);
+                    s.write_some(b, e);
+                  }) {
+      if (!non_blocking_) {
+        stream_.non_blocking(true, ec);  // sync calls only; async operations are unaffected
+        if (ec) return 0;
+        non_blocking_ = true;
+      }
+      std::size_t total = 0;
+      // One write_some sends at most 64 buffers (IOV_MAX-bounded inside Asio): go on while the
+      // socket takes everything.
+      for (std::size_t i = 0; i < b.size();) {
+        std::size_t n = std::min<std::size_t>(b.size() - i, 64);
+        std::size_t want = asio::buffer_size(b.subspan(i, n));
+        std::size_t got = stream_.write_some(b.subspan(i, n), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+          ec.clear();
+          break;
+        }
+        if (ec) break;
+        total += got;
+        if (got < want) break;
+        i += n;
+      }
+      return total;
+    } else {
+      return 0;
+    }
+  }
+
   void close() override {
     if (closed_) return;
     closed_ = true;
@@ -128,6 +162,7 @@ class raw_stream_impl final : public raw_stream,
   std::string head_;
   std::function<void()> stop_cb_;
   bool closed_ = false, writing_ = false, stop_pending_ = false, stop_delivered_ = false;
+  bool non_blocking_ = false;
 };
 
 }  // namespace crier::http::detail
