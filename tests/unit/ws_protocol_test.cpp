@@ -57,6 +57,7 @@ TEST_CASE("ws_protocol: text commands", "[ws_protocol]") {
                                  bad_case{R"({"type":"subscribe","ref":[1]})", "bad_request", ""},
                                  bad_case{R"({"type":"subscribe","topic":5})", "bad_request", ""},
                                  bad_case{R"({"type":"subscribe","topic":"a","since":1})", "bad_request", ""},
+                                 bad_case{R"({"type":"subscribe","topic":"a","since":[]})", "bad_request", ""},
                                  bad_case{R"({"type":"publish","topic":"a"})", "bad_request", ""}}) {
     command x;
     auto e = crier::ws_protocol::parse_text(text, x);
@@ -66,6 +67,15 @@ TEST_CASE("ws_protocol: text commands", "[ws_protocol]") {
     CHECK(e->ref == ref);
     CHECK_FALSE(e->message.empty());
   }
+  command zero;
+  REQUIRE_FALSE(crier::ws_protocol::parse_text(R"({"type":"subscribe","topic":"a","since":0})", zero));
+  CHECK(zero.since == "0");
+  command typed;
+  auto te = crier::ws_protocol::parse_text(R"({"type":"publish","ref":1,"topic":"t"})", typed);
+  REQUIRE(te);
+  CHECK(te->op == command_type::publish);  // the error frame names the command and topic
+  CHECK(te->topic == "t");
+
   command long_ref;
   auto e = crier::ws_protocol::parse_text(R"({"type":"ping","ref":")" + std::string(200, 'r') + R"("})", long_ref);
   REQUIRE(e);

@@ -40,7 +40,7 @@ class websocket_mux_session final : public websocket_session_base<Executor> {
   void on_message(opcode op, std::string& payload) override {
     ws_protocol::command c;
     auto err = op == opcode::text ? ws_protocol::parse_text(payload, c) : ws_protocol::parse_binary(payload, c);
-    if (err) return send(ws_protocol::error(err->ref, std::nullopt, {}, err->code, err->message));
+    if (err) return send(ws_protocol::error(err->ref, err->op, err->topic, err->code, err->message));
     switch (c.type) {
       case command_type::ping: return send(ws_protocol::pong(c.ref));
       case command_type::subscribe: return subscribe(c);

@@ -40,7 +40,9 @@ struct command {
 struct command_error {
   std::string code;
   std::string message;
-  std::string ref;  // when the malformed command still had a usable ref
+  std::string ref;                   // when the malformed command still had a usable ref
+  std::optional<command_type> op{};  // when its type was known
+  std::string topic{};               // when its topic was known
 };
 
 namespace detail {
@@ -55,14 +57,19 @@ inline std::string_view type_name(command_type t) noexcept {
 }
 
 // Reads the common fields of a command object (text frames and binary headers alike).
+// An optional string field: false when present with another type.
+inline bool read_string(const picojson::object& o, const char* name, std::string& out) {
+  auto it = o.find(name);
+  if (it == o.end() || it->second.is<picojson::null>()) return true;
+  if (!it->second.is<std::string>()) return false;
+  out = it->second.get<std::string>();
+  return true;
+}
+
+inline std::optional<command_error> read_typed_fields(const picojson::object& o, command& c, bool binary);
+
 inline std::optional<command_error> read_fields(const picojson::object& o, command& c, bool binary) {
-  auto str = [&](const char* name, std::string& out) -> bool {
-    auto it = o.find(name);
-    if (it == o.end() || it->second.is<picojson::null>()) return true;
-    if (!it->second.is<std::string>()) return false;
-    out = it->second.get<std::string>();
-    return true;
-  };
+  auto str = [&](const char* name, std::string& out) { return read_string(o, name, out); };
   if (auto it = o.find("ref"); it != o.end()) {
     if (!it->second.is<std::string>() && !it->second.is<double>())
       return command_error{"bad_request", "\"ref\" must be a string or a number", {}};
@@ -80,13 +87,28 @@ inline std::optional<command_error> read_fields(const picojson::object& o, comma
   else if (type == "ping") c.type = command_type::ping;
   else if (type.empty()) return command_error{"bad_request", "a command needs a \"type\"", c.ref};
   else return command_error{"unknown_type", "unknown command type \"" + type.substr(0, 64) + "\"", c.ref};
+  auto e = read_typed_fields(o, c, binary);
+  if (e) {
+    e->op = c.type;
+    e->topic = c.topic.size() <= 255 ? c.topic : std::string();
+  }
+  return e;
+}
+
+inline std::optional<command_error> read_typed_fields(const picojson::object& o, command& c, bool binary) {
+  auto str = [&](const char* name, std::string& out) { return read_string(o, name, out); };
   if (binary && c.type != command_type::publish)
     return command_error{"bad_request", "binary frames carry publish commands only", c.ref};
   if (c.type == command_type::ping) return std::nullopt;
   if (!str("topic", c.topic) || c.topic.empty())
     return command_error{"bad_request", "\"topic\" (a string) is required", c.ref};
-  if (c.type == command_type::subscribe && !str("since", c.since))
-    return command_error{"bad_request", "\"since\" must be a string", c.ref};
+  if (c.type == command_type::subscribe) {
+    // A position is a string ("0", "1f2e3d4c:7", "a=…,b=…"); the number 0 is taken as "0".
+    auto it = o.find("since");
+    if (it != o.end() && it->second.is<double>() && it->second.get<double>() == 0) c.since = "0";
+    else if (!str("since", c.since))
+      return command_error{"bad_request", "\"since\" must be a resume position (a string)", c.ref};
+  }
   if (c.type == command_type::publish) {
     if (!str("event", c.event)) return command_error{"bad_request", "\"event\" must be a string", c.ref};
     if (!str("content_type", c.content_type))
