@@ -161,6 +161,54 @@ def test_silent_peer_is_pinged_then_dropped():
         s.wait_metric("streams", lambda v: v == 0)
 
 
+def test_slow_websocket_reader_is_bounded_then_closed_with_1013():
+    with Server("--queue-bytes", "1048576", "--queue-messages", "100000") as s:
+        sock, head = raw_upgrade(s, "/topics/slow")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        s.wait_metric("subscriptions", lambda v: v == 1)
+        rss0 = s.rss_kb()
+        ids = []
+        for _ in range(400):  # up to 25 MiB toward a reader that does not read
+            ids.append(s.publish("slow", b"p" * 65536))
+            if s.metric("overflow_disconnects_total") >= 1:
+                break
+        s.wait_metric("overflow_disconnects_total", lambda v: v >= 1)
+        s.wait_metric("subscriptions", lambda v: v == 0)
+        growth_mb = (s.rss_kb() - rss0) / 1024
+        assert growth_mb < 80, growth_mb  # queue (1 MiB) + socket buffers + the shared history
+        assert len(ids) < 400, "the queue bound never triggered"
+        # Now read: whole messages in order, then the close frame with 1013 (try again later).
+        data = head.split(b"\r\n\r\n", 1)[1]
+        sock.settimeout(10)
+        frames, code = 0, None
+        while code is None:
+            while len(data) >= 4:
+                n, off = data[1] & 0x7F, 2
+                if n == 126:
+                    n, off = struct.unpack("!H", data[2:4])[0], 4
+                elif n == 127:
+                    if len(data) < 10:
+                        break
+                    n, off = struct.unpack("!Q", data[2:10])[0], 10
+                if len(data) < off + n:
+                    break
+                op, body, data = data[0] & 0x0F, data[off:off + n], data[off + n:]
+                if op == 8:
+                    code = struct.unpack("!H", body[:2])[0]
+                    break
+                assert op == 1 and body == b"p" * 65536, (op, len(body))
+                frames += 1
+            if code is None:
+                chunk = sock.recv(65536)
+                assert chunk, "connection closed without a close frame"
+                data += chunk
+        assert code == 1013, code
+        assert 0 < frames < len(ids), (frames, len(ids))
+        sock.sendall(frame(8, struct.pack("!H", 1000)))
+        s.wait_metric("streams", lambda v: v == 0)
+        sock.close()
+
+
 def test_1000_websocket_subscribers_each_receive_100_in_order():
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
