@@ -418,6 +418,13 @@ class connection final : public detail::connection_base, public std::enable_shar
     switch (k) {
       case wkind::response: {
         std::array<asio::const_buffer, 2> b{asio::buffer(wstr_), asio::buffer(wbody_)};
+        // A direct write first: a pipelined burst (e.g. publishes) is answered and the next
+        // request parsed in the same turn, instead of one request per event-loop round.
+        std::size_t n = write_now(b);
+        if (n == b[0].size() + b[1].size()) return on_write(k, {});
+        wstr_.erase(0, std::min(n, wstr_.size()));
+        if (n > b[0].size()) wbody_.erase(0, n - b[0].size());
+        b = {asio::buffer(wstr_), asio::buffer(wbody_)};
         return asio::async_write(stream_, b, std::move(done));
       }
       case wkind::chunk:
@@ -428,6 +435,24 @@ class connection final : public detail::connection_base, public std::enable_shar
         return asio::async_write(stream_, asio::buffer(last_chunk), std::move(done));
       default:
         return asio::async_write(stream_, asio::buffer(wstr_), std::move(done));
+    }
+  }
+
+  // What a plain socket takes at once without blocking (0 for streams that cannot, or on error:
+  // the asynchronous write that follows reports it).
+  template <class Buffers>
+  std::size_t write_now(const Buffers& b) {
+    if constexpr (requires(Stream& st, std::error_code& e) {
+                    st.non_blocking(true, e);
+                    st.write_some(b, e);
+                  }) {
+      std::error_code ec;
+      if (!stream_.non_blocking()) stream_.non_blocking(true, ec);  // sync calls only
+      if (ec) return 0;
+      std::size_t n = stream_.write_some(b, ec);
+      return ec ? 0 : n;
+    } else {
+      return 0;
     }
   }
 
