@@ -34,6 +34,7 @@ void usage(std::FILE* out) {
       "  --header-timeout MS       close connections whose request head is unfinished (default 10000)\n"
       "  --max-connections N       connection limit (default 100000)\n"
       "  --cors ORIGIN             allow this Origin (or *) for CORS; repeatable\n"
+      "  --ws-deflate 0|1          WebSocket permessage-deflate (default 1)\n"
       "  --ws-echo 1               WebSocket messages on /topics/{t} echo back instead of publishing\n"
       "                            (a conformance-test mode, for Autobahn|Testsuite)\n"
       "  --threads N               threads running the io_context (default 1)\n"
@@ -78,7 +79,9 @@ int main(int argc, char** argv) {
       hub_opts.max_payload_bytes = n;
       srv_opts.http.max_body_bytes = std::max(srv_opts.http.max_body_bytes, n);
       srv_opts.websocket.max_message_bytes = n;
-    } else if (a == "--ws-echo") srv_opts.websocket.echo = n != 0; else if (a == "--heartbeat") srv_opts.heartbeat = std::chrono::milliseconds(n);
+    } else if (a == "--ws-echo") srv_opts.websocket.echo = n != 0;
+    else if (a == "--ws-deflate") srv_opts.websocket.deflate.enabled = n != 0;
+    else if (a == "--heartbeat") srv_opts.heartbeat = std::chrono::milliseconds(n);
     else if (a == "--max-stream-ms") srv_opts.max_stream_duration = std::chrono::milliseconds(n);
     else if (a == "--retry-ms") srv_opts.sse.retry = std::chrono::milliseconds(n);
     else if (a == "--header-timeout") srv_opts.http.header_timeout = std::chrono::milliseconds(n);
