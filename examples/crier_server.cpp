@@ -37,6 +37,8 @@ void usage(std::FILE* out) {
       "  --ws-deflate 0|1          WebSocket permessage-deflate (default 1)\n"
       "  --ws-echo 1               WebSocket messages on /topics/{t} echo back instead of publishing\n"
       "                            (a conformance-test mode, for Autobahn|Testsuite)\n"
+      "  --webhook-allow CIDR      webhook targets may be in this private range, e.g. 127.0.0.0/8\n"
+      "                            (repeatable; private and reserved addresses are refused otherwise)\n"
       "  --threads N               threads running the io_context (default 1)\n"
       "  --help                    this text\n",
       out);
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
     bool ok = true;
     if (a == "--listen") srv_opts.listen = v;
     else if (a == "--cors") srv_opts.cors_origins.emplace_back(v);
+    else if (a == "--webhook-allow") srv_opts.webhook_allow.emplace_back(v);
     else if (a == "--policy") {
       if (v == "disconnect") hub_opts.queue.policy = crier::overflow_policy::disconnect;
       else if (v == "drop_oldest") hub_opts.queue.policy = crier::overflow_policy::drop_oldest;

@@ -31,6 +31,15 @@ enum class errc {
   idle_timeout,
   too_many_connections,
   server_stopping,
+  // outbound HTTP (webhook deliveries)
+  invalid_url,            // not an absolute http(s) URL crier can send to
+  address_refused,        // the target resolved only to addresses the SSRF guard refuses
+  connect_timeout,        // no connection within client_options::connect_timeout
+  response_timeout,       // no complete response head within client_options::response_timeout
+  request_timeout,        // the whole exchange took longer than client_options::total_timeout
+  bad_response,           // the response is not valid HTTP/1.1
+  response_too_large,     // the response head exceeded its limit
+  client_stopped,         // the client was shut down
 };
 
 namespace detail {
@@ -60,6 +69,14 @@ class crier_category final : public std::error_category {
       case errc::idle_timeout: return "idle timeout";
       case errc::too_many_connections: return "too many connections";
       case errc::server_stopping: return "server stopping";
+      case errc::invalid_url: return "invalid URL";
+      case errc::address_refused: return "target address refused (private, loopback or reserved)";
+      case errc::connect_timeout: return "connect timeout";
+      case errc::response_timeout: return "response timeout";
+      case errc::request_timeout: return "request timeout";
+      case errc::bad_response: return "malformed HTTP response";
+      case errc::response_too_large: return "response head too large";
+      case errc::client_stopped: return "client stopped";
     }
     return "unknown crier error";
   }

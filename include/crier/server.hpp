@@ -1,6 +1,7 @@
 // The front door: an HTTP server on the hub's strand that routes
 //   /topics/{topics}   POST publishes; GET subscribes over WebSocket, SSE, NDJSON, long-poll or poll
 //   /ws                WebSocket, the multiplexed JSON protocol (docs/protocol.md)
+//   /api/v1/subscriptions   webhook subscriptions (REST hooks)
 //   /healthz, /metrics, and "/" when an index page is configured
 // and hands sockets an application accepted itself to crier (adopt()).
 #pragma once
@@ -15,6 +16,9 @@
 #include <crier/transport/subscribe_params.hpp>
 #include <crier/transport/websocket.hpp>
 #include <crier/transport/websocket_mux.hpp>
+#include <crier/webhook/engine.hpp>
+#include <crier/webhook/rest_api.hpp>
+#include <crier/webhook/ssrf.hpp>
 
 #include <asio/steady_timer.hpp>
 
@@ -37,6 +41,19 @@ class basic_server {
         heartbeat_timer_(hub.get_executor()) {
     add_transport(sse_transport{opts_.sse});
     add_transport(ndjson_transport{});
+    if (opts_.webhooks_api) {
+      auto eo = opts_.webhooks;
+      if (!eo.client.address_allowed) {  // refuse private and reserved targets (SSRF) by default
+        webhook::address_guard guard;
+        for (auto& r : opts_.webhook_allow) {
+          std::error_code ec;
+          if (!guard.allow(r, ec)) throw std::system_error(ec, "crier: webhook_allow \"" + r + "\"");
+        }
+        eo.client.address_allowed = std::move(guard);
+      }
+      webhooks_ = std::make_unique<webhook::basic_engine<Executor>>(hub_, std::move(eo));
+      rest_ = std::make_unique<webhook::basic_rest_api<Executor>>(*webhooks_);
+    }
     if (!opts_.listen.empty())
       if (auto ec = http_.listen(opts_.listen)) throw std::system_error(ec, "crier: listen on " + opts_.listen);
     if (opts_.heartbeat.count() > 0) arm_heartbeat();
@@ -46,6 +63,8 @@ class basic_server {
   // Closes what is left; handlers still queued find the server gone (life_ expired).
   ~basic_server() {
     life_.reset();
+    rest_.reset();
+    if (webhooks_) webhooks_->shutdown();
     heartbeat_timer_.cancel();
     auto streams = std::move(streams_);
     for (auto& [p, s] : streams) s->abandon();
@@ -74,12 +93,15 @@ class basic_server {
   // Graceful: stop accepting; streams end cleanly, waiting long-polls answer; then done().
   void stop(std::function<void()> done = {}) {
     heartbeat_timer_.cancel();
+    if (webhooks_) webhooks_->shutdown();  // deliveries in flight are abandoned; timers end
     http_.stop(std::move(done));
   }
 
   std::size_t stream_count() const noexcept { return streams_.size(); }
   std::size_t waiting_polls() const noexcept { return polls_.size(); }
   const server_options& options() const noexcept { return opts_; }
+  // The webhook engine (the C++ API behind /api/v1/subscriptions); null when webhooks_api is off.
+  webhook::basic_engine<Executor>* webhooks() noexcept { return webhooks_.get(); }
 
  private:
   // Type erasure for streaming transports: a user's type works alongside the built-ins.
@@ -117,6 +139,7 @@ class basic_server {
     path.remove_prefix(opts_.prefix.size());
     if (path.starts_with("/topics/")) return topics(std::move(ex), path.substr(8));
     if (path == "/ws") return websocket_mux(std::move(ex));
+    if (rest_ && rest_->handle(*ex, path)) return;
     if (path == "/healthz") {
       if (only_get(*ex)) ex->respond(http::response::json(200, R"({"status":"ok"})"));
       return;
@@ -369,6 +392,8 @@ class basic_server {
   std::unordered_map<const void*, std::shared_ptr<stream_base>> streams_;
   std::uint64_t streams_opened_ = 0;
   std::unordered_map<const void*, std::shared_ptr<longpoll_session<Executor>>> polls_;
+  std::unique_ptr<webhook::basic_engine<Executor>> webhooks_;
+  std::unique_ptr<webhook::basic_rest_api<Executor>> rest_;
 };
 
 using server = basic_server<>;

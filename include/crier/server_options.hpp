@@ -5,6 +5,7 @@
 #include <crier/http/options.hpp>
 #include <crier/transport/sse.hpp>
 #include <crier/transport/websocket_handshake.hpp>
+#include <crier/webhook/options.hpp>
 
 #include <chrono>
 #include <string>
@@ -30,6 +31,12 @@ struct server_options {
                                                 // (always at least one); the cursor resumes the rest
   std::vector<std::string> cors_origins{};      // allowed Origins for CORS ("*" = any); empty = no CORS headers
   std::string index_html{};                     // served at "/" when not empty
+  bool webhooks_api = true;                     // the REST hooks API at /api/v1/subscriptions
+  webhook::engine_options webhooks{};           // delivery: client timeouts, caps, breaker, queues
+  std::vector<std::string> webhook_allow{};     // CIDR ranges webhook targets may resolve to although
+                                                // private / loopback (e.g. "127.0.0.0/8"); the rest of
+                                                // those classes is refused (SSRF), unless
+                                                // webhooks.client.address_allowed is set by the application
   authorizer authorize{};                       // asked before every subscribe and publish (403 /
                                                 // an error frame when it says no); empty = allow all
 };

@@ -1,0 +1,58 @@
+// Options and descriptions of webhook subscriptions: what the REST API, WebSub and the C++
+// API create, and how the delivery engine treats them. Designated-initializer friendly.
+#pragma once
+
+#include <crier/core/options.hpp>
+#include <crier/http/client.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace crier::webhook {
+
+using namespace std::chrono_literals;
+
+// Close to Standard Webhooks' schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+inline std::vector<std::chrono::milliseconds> default_retry_schedule() {
+  return {0ms, 5s, 5min, 30min, 2h, 5h, 10h, 10h};
+}
+
+enum class signature_style {
+  standard_webhooks,  // webhook-id, webhook-timestamp, webhook-signature (v1, HMAC-SHA256)
+  websub,             // X-Hub-Signature: <method>=<hex HMAC of the body>
+};
+
+// One subscription: where, what, and how.
+struct subscription_spec {
+  std::string target_url;                  // http(s) URL the messages are POSTed to
+  std::vector<std::string> topics;         // names or patterns
+  std::vector<std::string> secrets{};      // "whsec_…" (Standard Webhooks; several while rotating)
+                                           // or the WebSub hub.secret; empty = unsigned
+  std::vector<std::string> events{};       // only messages with one of these event names; empty = all
+  bool ordered = true;                     // one delivery in flight; N+1 waits for N to succeed or
+                                           // be given up. false = up to max_parallel at once, unordered
+  std::size_t max_parallel = 8;            // when !ordered
+  std::vector<std::chrono::milliseconds> retry_schedule = default_retry_schedule();  // delay before
+                                           // each attempt; its length is the number of attempts
+  signature_style style = signature_style::standard_webhooks;
+  std::string websub_method = "sha256";    // X-Hub-Signature method (websub style)
+  std::string websub_topic{};              // WebSub: the topic URL (Link rel="self")
+  std::string since{};                     // start position ("" = new messages only)
+};
+
+struct engine_options {
+  http::client_options client{};           // timeouts, pool caps, the SSRF guard (address_allowed)
+  queue_options queue{.max_messages = 10'000, .max_bytes = 64 * 1024 * 1024,
+                      .policy = overflow_policy::disconnect};  // per subscription; `disconnect` here
+                                           // means: fall back to the history from the last delivered id
+  double jitter = 0.2;                     // retry delays are scaled by a random factor in [1-j, 1+j]
+  std::chrono::milliseconds max_retry_after{24h};  // cap on a receiver's Retry-After
+  std::size_t breaker_failures = 5;        // consecutive failures that open an endpoint's breaker
+  std::chrono::milliseconds breaker_open{30s};  // then one probe is let through
+  std::size_t max_dead_letters = 1000;     // per subscription; the oldest are dropped past this
+  std::size_t max_subscriptions = 100'000;
+  std::string public_url{};                // this hub's URL (WebSub Link rel="hub"), e.g. "https://hub.example/"
+};
+
+}  // namespace crier::webhook
