@@ -52,7 +52,10 @@ class basic_server {
         eo.client.address_allowed = std::move(guard);
       }
       webhooks_ = std::make_unique<webhook::basic_engine<Executor>>(hub_, std::move(eo));
-      rest_ = std::make_unique<webhook::basic_rest_api<Executor>>(*webhooks_);
+      rest_ = std::make_unique<webhook::basic_rest_api<Executor>>(
+          *webhooks_, [this](std::string_view topic, const http::request& req) {
+            return allowed(access::subscribe, topic, req);
+          });
     }
     if (!opts_.listen.empty())
       if (auto ec = http_.listen(opts_.listen)) throw std::system_error(ec, "crier: listen on " + opts_.listen);

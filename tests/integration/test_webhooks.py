@@ -17,8 +17,10 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 class Receiver:
     """Records every request; answers from a script: a function (n, body) -> (status, headers)."""
 
-    def __init__(self, script=None):
+    def __init__(self, script=None, on_get=None):
         self.requests = []
+        self.gets = []
+        self.on_get = on_get or (lambda query: (404, b""))
         self.cond = threading.Condition()
         self.script = script or (lambda n, body: (200, {}))
         outer = self
@@ -39,6 +41,18 @@ class Receiver:
                     self.send_header(k, v)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def do_GET(self):  # noqa: N802
+                from urllib.parse import parse_qs, urlparse
+                query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+                status, body = outer.on_get(query)
+                with outer.cond:
+                    outer.gets.append(query)
+                    outer.cond.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
@@ -255,6 +269,43 @@ def test_private_targets_are_refused_by_default():
         rx.close()
 
 
+def test_verification_of_intent_holds_deliveries_until_the_challenge_is_echoed():
+    release = threading.Event()
+
+    def on_get(q):
+        release.wait(10)  # answer only once the test has published
+        return 200, q["crier.challenge"].encode()
+
+    rx = Receiver(on_get=on_get)
+    try:
+        with Server("--webhook-allow", "127.0.0.0/8") as s:
+            sid = create(s, target_url=rx.url, topics=["vi"], verify=True)
+            assert api(s, "GET", "/api/v1/subscriptions/" + sid)[2]["status"] == "verifying"
+            s.publish("vi", "early")  # published while verifying: held, not lost
+            assert rx.requests == []
+            release.set()
+            rx.wait(lambda r: len(r) == 1)
+            assert rx.requests[0]["body"] == b"early"
+            assert rx.gets[0]["crier.subscription"] == sid, rx.gets
+            assert api(s, "GET", "/api/v1/subscriptions/" + sid)[2]["status"] == "active"
+    finally:
+        rx.close()
+
+    wrong = Receiver(on_get=lambda q: (200, b"not the challenge"))
+    try:
+        with Server("--webhook-allow", "127.0.0.0/8") as s:
+            sid = create(s, target_url=wrong.url, topics=["vi"], verify=True)
+            s.publish("vi", "x")
+            wrong.wait(lambda r: len(wrong.gets) == 1)
+            deadline = time.monotonic() + 5
+            while api(s, "GET", "/api/v1/subscriptions/" + sid)[0] != 404:
+                assert time.monotonic() < deadline, "a failed verification left the subscription"
+                time.sleep(0.02)
+            assert wrong.requests == []  # nothing was delivered
+    finally:
+        wrong.close()
+
+
 if __name__ == "__main__":
     run([
         test_rest_api_create_get_list_update_delete_and_errors,
@@ -264,4 +315,5 @@ if __name__ == "__main__":
         test_dead_letters_are_listed_and_replayed_in_order,
         test_signatures_verify_with_the_standardwebhooks_package,
         test_private_targets_are_refused_by_default,
+        test_verification_of_intent_holds_deliveries_until_the_challenge_is_echoed,
     ])

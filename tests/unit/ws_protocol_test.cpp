@@ -202,6 +202,10 @@ TEST_CASE("server: the authorizer is asked before publishes, subscribes and upgr
   CHECK(run("GET /topics/private/x" + ws_head + "\r\n") == "HTTP/1.1 403 Forbidden");
   CHECK(run("GET /ws" + ws_head + "\r\n") == "HTTP/1.1 403 Forbidden");
   CHECK(run("GET /ws" + ws_head + "X-Token: t\r\n\r\n") == "HTTP/1.1 101 Switching Protocols");
+  const std::string hook = R"({"target_url":"http://127.0.0.1:9/h","topics":["open","private/y"]})";
+  CHECK(run("POST /api/v1/subscriptions HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(hook.size()) +
+            "\r\nConnection: close\r\n\r\n" + hook) == "HTTP/1.1 403 Forbidden");  // webhooks too
+  CHECK(std::find(asked.begin(), asked.end(), "1:private/y") != asked.end());
   CHECK(std::find(asked.begin(), asked.end(), "2:private") != asked.end());  // publish asked with its topic
   CHECK(std::find(asked.begin(), asked.end(), "1:private/x") != asked.end());
   CHECK(std::count(asked.begin(), asked.end(), "0:") == 2);

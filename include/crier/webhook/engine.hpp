@@ -93,6 +93,11 @@ class basic_engine {
     auto it = runners_.find(id);
     return it == runners_.end() ? nullptr : &it->second->spec();
   }
+  // True while the subscription waits for its target to confirm (verify_intent).
+  bool verifying(const std::string& id) const {
+    auto it = runners_.find(id);
+    return it != runners_.end() && it->second->verifying();
+  }
   const subscription_stats* stats(const std::string& id) const {
     auto it = runners_.find(id);
     return it == runners_.end() ? nullptr : &it->second->stats();

@@ -39,6 +39,9 @@ struct subscription_spec {
   std::string websub_method = "sha256";    // X-Hub-Signature method (websub style)
   std::string websub_topic{};              // WebSub: the topic URL (Link rel="self")
   std::string since{};                     // start position ("" = new messages only)
+  bool verify_intent = false;              // first GET target_url?crier.challenge=…; deliveries start
+                                           // once it answers 2xx with the challenge as its body (the
+                                           // subscription is removed if it does not)
 };
 
 struct engine_options {

@@ -86,6 +86,10 @@ inline bool read_spec(std::string_view body, subscription_spec& s, http::respons
       s.retry_schedule.push_back(std::chrono::milliseconds(static_cast<std::int64_t>(e.get<double>())));
     }
   }
+  if (auto p = get("verify")) {
+    if (!p->is<bool>()) return err = field_error("verify", "true or false"), false;
+    s.verify_intent = p->get<bool>();
+  }
   if (auto p = get("since")) {
     if (!p->is<std::string>()) return err = field_error("since", "a resume position (string)"), false;
     s.since = p->get<std::string>();
@@ -96,8 +100,10 @@ inline bool read_spec(std::string_view body, subscription_spec& s, http::respons
   return true;
 }
 
-inline std::string spec_json(const std::string& id, const subscription_spec& s, const subscription_stats* st) {
+inline std::string spec_json(const std::string& id, const subscription_spec& s, const subscription_stats* st,
+                             bool verifying = false) {
   std::string b = R"({"id":)" + crier::detail::json_string(id);
+  b += verifying ? R"(,"status":"verifying")" : R"(,"status":"active")";
   b += R"(,"target_url":)" + crier::detail::json_string(s.target_url) + R"(,"topics":[)";
   for (std::size_t i = 0; i < s.topics.size(); ++i) b += (i ? "," : "") + crier::detail::json_string(s.topics[i]);
   b += R"(],"events":[)";
@@ -121,8 +127,12 @@ inline std::string spec_json(const std::string& id, const subscription_spec& s, 
 template <class Executor>
 class basic_rest_api {
  public:
-  explicit basic_rest_api(basic_engine<Executor>& e, std::string base = "/api/v1/subscriptions")
-      : engine_(e), base_(std::move(base)) {}
+  // Asked for each topic of a subscription being created or replaced (403 when it says no).
+  using topic_check = std::function<bool(std::string_view topic, const http::request&)>;
+
+  explicit basic_rest_api(basic_engine<Executor>& e, topic_check check = {},
+                          std::string base = "/api/v1/subscriptions")
+      : engine_(e), check_(std::move(check)), base_(std::move(base)) {}
 
   // True when the path is ours (answered); false to let the caller route it.
   bool handle(http::exchange& ex, std::string_view path) {
@@ -141,7 +151,7 @@ class basic_rest_api {
     auto sub = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
     if (!engine_.find(id)) return not_found(ex), true;
     if (sub.empty()) {
-      if (method == "GET") return ex.respond(http::response::json(200, detail::spec_json(id, *engine_.find(id), engine_.stats(id)))), true;
+      if (method == "GET") return ex.respond(http::response::json(200, json(id))), true;
       if (method == "PUT") return replace(ex, id), true;
       if (method == "DELETE") {
         engine_.remove(id);
@@ -172,7 +182,7 @@ class basic_rest_api {
     auto ids = engine_.list(after, limit + 1);
     std::string b = R"({"data":[)";
     for (std::size_t i = 0; i < ids.size() && i < limit; ++i)
-      b += (i ? "," : "") + detail::spec_json(ids[i], *engine_.find(ids[i]), engine_.stats(ids[i]));
+      b += (i ? "," : "") + json(ids[i]);
     b += R"(],"next":)";
     b += ids.size() > limit ? crier::detail::json_string(ids[limit - 1]) : "null";
     ex.respond(http::response::json(200, b + "}"));
@@ -182,13 +192,14 @@ class basic_rest_api {
     subscription_spec s;
     http::response err;
     if (!detail::read_spec(ex.req().body(), s, err)) return ex.respond(std::move(err));
+    if (!allowed(s, ex.req())) return forbidden(ex);
     for (auto& id : engine_.list({}, engine_.size()))
       if (auto* o = engine_.find(id); o && o->target_url == s.target_url && o->topics == s.topics)
         return ex.respond(http::response::error(409, "duplicate", "a subscription with this target and topics exists: " + id));
     std::string id;
     if (auto ec = engine_.create(std::move(s), id))
       return ex.respond(http::response::error(ec == errc::too_many_topics ? 503 : 422, "rejected", ec.message()));
-    auto r = http::response::json(201, detail::spec_json(id, *engine_.find(id), engine_.stats(id)));
+    auto r = http::response::json(201, json(id));
     r.set("Location", base_ + "/" + id);
     ex.respond(std::move(r));
   }
@@ -197,9 +208,23 @@ class basic_rest_api {
     subscription_spec s;
     http::response err;
     if (!detail::read_spec(ex.req().body(), s, err)) return ex.respond(std::move(err));
+    if (!allowed(s, ex.req())) return forbidden(ex);
     if (s.secrets.empty()) s.secrets = engine_.find(id)->secrets;  // PUT without a secret keeps it
     if (auto ec = engine_.update(id, std::move(s))) return ex.respond(http::response::error(422, "rejected", ec.message()));
-    ex.respond(http::response::json(200, detail::spec_json(id, *engine_.find(id), engine_.stats(id))));
+    ex.respond(http::response::json(200, json(id)));
+  }
+
+  std::string json(const std::string& id) const {
+    return detail::spec_json(id, *engine_.find(id), engine_.stats(id), engine_.verifying(id));
+  }
+  bool allowed(const subscription_spec& s, const http::request& req) const {
+    if (!check_) return true;
+    for (auto& t : s.topics)
+      if (!check_(t, req)) return false;
+    return true;
+  }
+  static void forbidden(http::exchange& ex) {
+    ex.respond(http::response::error(403, "forbidden", "not allowed to subscribe to these topics"));
   }
 
   void dead_letters(http::exchange& ex, const std::string& id) {
@@ -225,6 +250,7 @@ class basic_rest_api {
   }
 
   basic_engine<Executor>& engine_;
+  topic_check check_;
   std::string base_;
 };
 

@@ -12,7 +12,14 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
     if (!spec_.since.empty()) resume_at_ = spec_.since;
   }
 
-  std::error_code start() { return subscribe(); }
+  // Subscribes at once (nothing published from now on is missed); holds deliveries until the
+  // target proved it wants them, when asked to.
+  std::error_code start() {
+    if (auto ec = subscribe()) return ec;
+    if (spec_.verify_intent) verify();
+    return {};
+  }
+  bool verifying() const noexcept { return held_; }
   void stop() {
     stopped_ = true;
     sub_.reset();
@@ -63,11 +70,31 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
     return ec;
   }
 
+  void verify() {
+    held_ = true;
+    auto challenge = engine_.new_id().substr(4);
+    http::client_request req;
+    req.method = "GET";
+    req.url = spec_.target_url + (spec_.target_url.find('?') == std::string::npos ? "?" : "&") +
+              "crier.challenge=" + challenge + "&crier.subscription=" + id_;
+    std::weak_ptr<runner> weak = this->shared_from_this();
+    engine_.client_.async_request(std::move(req), [weak, challenge](std::error_code ec, http::client_response r) {
+      auto self = weak.lock();
+      if (!self || self->stopped_) return;
+      std::string_view body = r.body;
+      while (!body.empty() && (body.back() == '\n' || body.back() == '\r' || body.back() == ' ')) body.remove_suffix(1);
+      if (ec || r.status < 200 || r.status >= 300 || body != challenge)
+        return self->engine_.ended(self->id_, "verification of intent failed");
+      self->held_ = false;
+      self->pump();
+    });
+  }
+
   std::size_t limit() const noexcept { return spec_.ordered ? 1 : std::max<std::size_t>(spec_.max_parallel, 1); }
 
   // Starts deliveries while the limit allows: dead letters being replayed first, then the queue.
   void pump() {
-    while (!stopped_ && in_flight_ < limit()) {
+    while (!stopped_ && !held_ && in_flight_ < limit()) {
       if (!replays_.empty()) {
         auto d = std::make_shared<delivery>(std::move(replays_.front()));
         replays_.pop_front();
@@ -177,6 +204,7 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
   std::size_t in_flight_ = 0;
   bool behind_ = false;
   bool stopped_ = false;
+  bool held_ = false;  // verifying intent: nothing is sent yet
 };
 
 }  // namespace crier::webhook
