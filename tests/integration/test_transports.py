@@ -283,5 +283,25 @@ def test_cors_when_configured():
         assert status == 204 and "Last-Event-ID" in h["Access-Control-Allow-Headers"]
 
 
+def test_a_url_is_a_topic_name_percent_encoded_in_paths():
+    from urllib.parse import quote
+    topic = "https://example.com/feed?a=1&b=x%20y"
+    path = "/topics/" + quote(topic, safe="")
+    with Server() as s:
+        status, headers, body = s.request("POST", path, body=b"news")
+        assert status == 200 and json.loads(body)["topic"] == topic, (status, body)
+        first = json.loads(body)["id"]
+        s.request("POST", path, body=b"more")
+        status, headers, body = s.request("GET", path + "?since=0")
+        got = json.loads(body)["messages"]
+        assert [(m["topic"], m["data"]) for m in got] == [(topic, "news"), (topic, "more")], got
+        # A per-topic cursor naming it (with its '=' and '&') resumes it.
+        cur = quote(topic + "=" + first, safe="")
+        status, headers, body = s.request("GET", path + ",other?since=" + cur)
+        assert [m["data"] for m in json.loads(body)["messages"]] == ["more"], body
+        status, _, body = s.request("POST", "/topics/" + quote("https://x/a,b", safe=""), body=b"x")
+        assert status == 400, (status, body)
+
+
 if __name__ == "__main__":
     run([v for k, v in list(globals().items()) if k.startswith("test_")])

@@ -19,6 +19,12 @@ TEST_CASE("topic names are validated", "[core][topic]") {
   CHECK(validate_topic("caf\xc3\xa9") == errc::invalid_topic);
   CHECK(!validate_topic(std::string(255, 'x')));
   CHECK(validate_topic(std::string(256, 'x')) == errc::invalid_topic);
+  // URLs are topic names (WebSub): RFC 3986 characters but ',' and '*'.
+  CHECK_FALSE(validate_topic("https://example.com/feed?a=1&b=%20#frag"));
+  CHECK_FALSE(validate_topic("http://[::1]:8080/x;y=(1)"));
+  for (auto bad : {"https://", "https:///x", "http://a b", "https://x/a,b", "https://x/*", "http://x/\xc3\xa9"})
+    CHECK(validate_topic(bad) == errc::invalid_topic);
+  CHECK(validate_topic("ftp://x") == errc::invalid_topic);  // not a URL topic, and ':' is no name char
 }
 
 TEST_CASE("patterns match one segment or any depth", "[core][topic]") {
@@ -71,6 +77,10 @@ TEST_CASE("ids and cursors round-trip and reject garbage", "[core][id]") {
   REQUIRE(list.topics.size() == 2);
   CHECK(*list.find("z") == message_id{0xb, 4});
   CHECK(list.find("q") == nullptr);
+  auto url = cursor::parse("https://h/f?a=1&b=2=a:3,z=b:4", ec);  // a URL topic with '=' in it
+  REQUIRE(!ec);
+  REQUIRE(url.topics.size() == 2);
+  CHECK(*url.find("https://h/f?a=1&b=2") == message_id{0xa, 3});
   cursor::parse("x y=a:3", ec);
   CHECK(ec == errc::invalid_id);
   cursor::parse("junk", ec);

@@ -17,6 +17,13 @@
 
 #include "crier/http/client.hpp"
 
+// GCC 12 with -fsanitize=address flags the frames of asio::awaitable coroutines (allocated through
+// asio::aligned_new, freed by the frame's own sized operator delete) as mismatched: a false
+// positive. Only the test coroutines of the files including this header are concerned.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace client_test {
 
 using namespace std::chrono_literals;
@@ -52,7 +59,8 @@ awaitable<std::optional<raw_request>> read_request(Stream& s, std::string& buf) 
       raw_request r;
       r.head = buf.substr(0, pos + 4);
       std::size_t len = 0;
-      if (auto cl = r.head.find("Content-Length: "); cl != std::string::npos) len = std::stoul(r.head.substr(cl + 16));
+      if (auto cl = r.head.find("Content-Length: "); cl != std::string::npos)
+        len = std::stoul(r.head.substr(cl + 16));
       if (buf.size() >= pos + 4 + len) {
         r.body = buf.substr(pos + 4, len);
         buf.erase(0, pos + 4 + len);
@@ -73,8 +81,8 @@ awaitable<bool> send(Stream& s, std::string_view d) {
 }
 
 inline std::string ok(std::string_view body = "ok", std::string_view extra = "") {
-  return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + std::string(extra) + "\r\n" +
-         std::string(body);
+  return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" + std::string(extra) +
+         "\r\n" + std::string(body);
 }
 
 // Accepts forever; runs `serve(socket, index of the connection)` for each connection.
@@ -107,14 +115,16 @@ struct test_server {
       asio::co_spawn(acc.get_executor(), serve(std::move(s), i), asio::detached);
     }
   }
-  std::string url(std::string_view path = "/", std::string_view host = "127.0.0.1", std::string_view scheme = "http") const {
+  std::string url(std::string_view path = "/", std::string_view host = "127.0.0.1",
+                  std::string_view scheme = "http") const {
     return std::string(scheme) + "://" + std::string(host) + ":" + std::to_string(port) + std::string(path);
   }
 };
 
 // Answers every request on every connection with `reply` (keep-alive), counting requests.
-inline test_server::behaviour answer_all(test_server*& self, std::function<std::string(const raw_request&)> reply,
-                                  std::vector<raw_request>* seen = nullptr) {
+inline test_server::behaviour answer_all(test_server*& self,
+                                         std::function<std::string(const raw_request&)> reply,
+                                         std::vector<raw_request>* seen = nullptr) {
   return [&self, reply, seen](tcp::socket s, int) -> awaitable<void> {
     std::string buf;
     while (auto r = co_await read_request(s, buf)) {

@@ -93,7 +93,7 @@ struct cursor {
     while (!s.empty()) {
       auto comma = s.find(',');
       auto item = s.substr(0, comma);
-      auto eq = item.find('=');
+      auto eq = item.rfind('=');  // URL topics may contain '='; ids never do
       message_id id;
       if (eq == std::string_view::npos || validate_topic(item.substr(0, eq)) ||
           !message_id::parse(item.substr(eq + 1), id) || c.topics.size() >= 1024) {

@@ -5,6 +5,9 @@
 // or SSE ids). No empty segments, so no leading, trailing or doubled '/'.
 // A pattern is a topic name in which a whole segment may be '*' (exactly one segment) and
 // the last segment may be '**' (one or more further segments).
+// A URL is a topic name too (WebSub and rssCloud topics are URLs): "http://" or "https://",
+// a host, then RFC 3986 characters except ',' (it separates topics) and '*' (patterns), up to
+// 255 bytes. Percent-encode it in /topics/{topic} paths.
 #pragma once
 
 #include <crier/error.hpp>
@@ -38,9 +41,29 @@ constexpr void for_each_segment(std::string_view s, F&& f) {
 }
 }  // namespace detail
 
+namespace detail {
+constexpr bool is_url_topic_char(char c) noexcept {
+  if (is_topic_char(c)) return true;
+  for (char u : std::string_view(":/?#[]@!$&'()+;=%"))
+    if (c == u) return true;
+  return false;
+}
+}  // namespace detail
+
+inline bool is_url_topic(std::string_view name) noexcept {
+  return name.starts_with("http://") || name.starts_with("https://");
+}
+
 // Empty error_code when `name` is a valid topic name.
 inline std::error_code validate_topic(std::string_view name) noexcept {
   if (name.empty() || name.size() > max_topic_length) return errc::invalid_topic;
+  if (is_url_topic(name)) {
+    auto rest = name.substr(name.find("//") + 2);
+    if (rest.empty() || rest.front() == '/' || rest.front() == '?' || rest.front() == '#') return errc::invalid_topic;
+    for (char c : rest)
+      if (!detail::is_url_topic_char(c)) return errc::invalid_topic;
+    return {};
+  }
   bool ok = true;
   detail::for_each_segment(name, [&](std::string_view seg) {
     if (seg.empty()) return ok = false;

@@ -27,8 +27,9 @@ namespace crier::http {
 namespace detail {
 template <class Handler, class IoExecutor>
 class client_completion_impl final : public client_completion {
-  using work_t = std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler, IoExecutor>>(),
-                                                    asio::execution::outstanding_work.tracked))>;
+  using work_t =
+      std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler, IoExecutor>>(),
+                                         asio::execution::outstanding_work.tracked))>;
 
  public:
   client_completion_impl(Handler h, const IoExecutor& io)
@@ -37,7 +38,8 @@ class client_completion_impl final : public client_completion {
 
   void complete(std::error_code ec, client_response r) override {
     // Always posted: the caller is in the middle of the pool's bookkeeping (or of async_request).
-    asio::post(work_, [h = std::move(h_), ec, r = std::move(r)]() mutable { std::move(h)(ec, std::move(r)); });
+    asio::post(work_,
+               [h = std::move(h_), ec, r = std::move(r)]() mutable { std::move(h)(ec, std::move(r)); });
   }
 
  private:
@@ -55,7 +57,9 @@ class basic_client {
   // system trust store, TLS 1.2 or newer. Whatever the context, each connection sends SNI (host
   // names only) and verifies the peer and its host name (asio::ssl::host_name_verification).
   explicit basic_client(Executor ex, client_options o = {}, std::shared_ptr<asio::ssl::context> tls = nullptr)
-      : ex_(std::move(ex)), core_(std::make_shared<detail::client_core>(asio::any_io_executor(ex_), std::move(o), std::move(tls))) {}
+      : ex_(std::move(ex)),
+        core_(std::make_shared<detail::client_core>(asio::any_io_executor(ex_), std::move(o),
+                                                    std::move(tls))) {}
   basic_client(const basic_client&) = delete;
   basic_client& operator=(const basic_client&) = delete;
   // Like shutdown(): pending requests complete with errc::client_stopped.

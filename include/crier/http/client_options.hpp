@@ -18,14 +18,14 @@ namespace crier::http {
 
 struct client_options {
   // At most this many connections (open or opening) per origin (scheme://host:port);
-  // requests beyond it wait in a FIFO for a connection to become free.
+  // requests beyond it wait in a FIFO for a connection to become free. 0 counts as 1.
   std::size_t max_connections_per_origin = 8;
   // Requests waiting for a connection of one origin; more fail at once with
   // errc::too_many_connections.
   std::size_t max_queued_per_origin = 10'000;
   // Kept-alive idle connections per origin; a connection beyond it is closed after its response.
   std::size_t max_idle_per_origin = 4;
-  // An idle kept-alive connection is closed after this long.
+  // An idle kept-alive connection is closed after this long (0: connections are not kept).
   std::chrono::milliseconds idle_timeout{30'000};
   // Resolve + TCP connect (+ TLS handshake) of a new connection -> errc::connect_timeout.
   std::chrono::milliseconds connect_timeout{5'000};
@@ -43,7 +43,8 @@ struct client_options {
   std::size_t max_response_drain = 1024 * 1024;
   // SSRF guard: asked for every resolved address immediately before connecting to it, on every
   // attempt (so DNS rebinding cannot slip past); a refused address is skipped; when none is left
-  // the request fails with errc::address_refused. Empty: every address is allowed.
+  // the request fails with errc::address_refused. Runs on the client's executor; must not throw.
+  // Empty: every address is allowed.
   std::function<bool(const asio::ip::address&)> address_allowed{};
   // User-Agent sent unless the request carries its own; empty: none.
   std::string user_agent = "crier";

@@ -73,8 +73,10 @@ class client_connection : public std::enable_shared_from_this<client_connection>
       auto h = self->reader_;  // the reader may close the connection or replace itself
       h(ec, n);
     };
-    if (tls_) tls_->async_read_some(asio::buffer(buf_), std::move(done));
-    else sock_.async_read_some(asio::buffer(buf_), std::move(done));
+    if (tls_)
+      tls_->async_read_some(asio::buffer(buf_), std::move(done));
+    else
+      sock_.async_read_some(asio::buffer(buf_), std::move(done));
   }
   const char* data() const { return buf_.data(); }
   bool reading() const { return reading_; }
@@ -85,8 +87,10 @@ class client_connection : public std::enable_shared_from_this<client_connection>
     auto done = [self, cb = std::move(cb)](std::error_code ec, std::size_t) {
       if (!self->closed_) cb(ec);
     };
-    if (tls_) asio::async_write(*tls_, b, std::move(done));
-    else asio::async_write(sock_, b, std::move(done));
+    if (tls_)
+      asio::async_write(*tls_, b, std::move(done));
+    else
+      asio::async_write(sock_, b, std::move(done));
   }
 
   void close() {

@@ -67,8 +67,8 @@ class client_parser {
     return event::error;
   }
 
-  bool started() const { return started_; }            // some bytes of a response arrived
-  bool head_complete() const { return final_head_; }   // the final (non-1xx) head is complete
+  bool started() const { return started_; }           // some bytes of a response arrived
+  bool head_complete() const { return final_head_; }  // the final (non-1xx) head is complete
   bool complete() const { return done_; }
   // The connection may carry another request after this response.
   bool keep_alive() const { return keep_alive_; }
@@ -111,7 +111,7 @@ class client_parser {
       st.on_header_field = [](llhttp_t* p, const char* at, std::size_t n) -> int {
         auto& s = self(p);
         if (int r = s.count_head(n + (s.in_field_ ? 0 : 4))) return r;  // +4: ": " and CRLF
-        if (s.headers_done_) return 0;                                   // trailers: counted, not kept
+        if (s.headers_done_) return 0;                                  // trailers: counted, not kept
         if (!s.in_field_) {
           s.res_.headers.emplace_back();
           s.in_field_ = true;
@@ -124,7 +124,8 @@ class client_parser {
         s.in_field_ = false;
         if (s.headers_done_) return 0;
         auto& name = s.res_.headers.back().first;
-        if (name.empty() || !std::all_of(name.begin(), name.end(), client_is_tchar)) return s.fail(errc::bad_response);
+        if (name.empty() || !std::all_of(name.begin(), name.end(), client_is_tchar))
+          return s.fail(errc::bad_response);
         return 0;
       };
       st.on_header_value = [](llhttp_t* p, const char* at, std::size_t n) -> int {
@@ -184,7 +185,8 @@ class client_parser {
     drain_limit_ = o_->max_response_drain;
     if (head_request_ || status == 204 || status == 304) return 1;
     if (has_length) {
-      res_.body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(p_.content_length, o_->max_response_body)));
+      res_.body.reserve(
+          static_cast<std::size_t>(std::min<std::uint64_t>(p_.content_length, o_->max_response_body)));
       // Known in advance to need more draining than allowed: stop at max_response_body instead.
       if (p_.content_length > std::uint64_t(o_->max_response_body) + o_->max_response_drain) drain_limit_ = 0;
     }

@@ -57,7 +57,9 @@ class client_core : public std::enable_shared_from_this<client_core> {
 
  public:
   client_core(asio::any_io_executor ex, client_options o, std::shared_ptr<asio::ssl::context> tls)
-      : ex_(std::move(ex)), opts_(std::move(o)), tls_(std::move(tls)) {}
+      : ex_(std::move(ex)), opts_(std::move(o)), tls_(std::move(tls)) {
+    if (opts_.max_connections_per_origin == 0) opts_.max_connections_per_origin = 1;
+  }
 
   const asio::any_io_executor& executor() const { return ex_; }
   std::size_t open_connections() const noexcept { return open_count_; }
@@ -110,7 +112,8 @@ class client_core : public std::enable_shared_from_this<client_core> {
       ++o.open;
       return connect(x);
     }
-    if (o.waiting.size() >= opts_.max_queued_per_origin) return fail(x, make_error_code(errc::too_many_connections));
+    if (o.waiting.size() >= opts_.max_queued_per_origin)
+      return fail(x, make_error_code(errc::too_many_connections));
     x->st = client_exchange::state::queued;
     x->wait_pos = o.waiting.insert(o.waiting.end(), x);
   }
@@ -194,7 +197,8 @@ class client_core : public std::enable_shared_from_this<client_core> {
     unsigned gen = ++x->phase_gen;
     x->phase.expires_after(d);
     x->phase.async_wait([self = shared_from_this(), x, gen, e](std::error_code ec) {
-      if (!ec && x->phase_gen == gen && x->st != client_exchange::state::done) self->fail(x, make_error_code(e));
+      if (!ec && x->phase_gen == gen && x->st != client_exchange::state::done)
+        self->fail(x, make_error_code(e));
     });
   }
   void disarm_phase(const xptr& x) {
@@ -211,12 +215,18 @@ class client_core : public std::enable_shared_from_this<client_core> {
     x->st = client_exchange::state::connecting;
     x->written = false;
     arm_phase(x, opts_.connect_timeout, errc::connect_timeout);
-    c->async_connect(x->target, opts_, x->target.tls ? tls_ : nullptr, [self = shared_from_this(), x, c](std::error_code ec) {
-      if (x->conn != c || x->st != client_exchange::state::connecting) return;
-      self->disarm_phase(x);
-      if (ec) return self->fail(x, ec);
-      self->send(x);
-    });
+    // Callbacks the connection stores hold weak references (no cycle through the connection).
+    c->async_connect(x->target, opts_, x->target.tls ? tls_ : nullptr,
+                     [wself = weak_from_this(), wx = std::weak_ptr<client_exchange>(x),
+                      raw = c.get()](std::error_code ec) {
+                       auto self = wself.lock();
+                       auto x = wx.lock();
+                       if (!self || !x || x->conn.get() != raw || x->st != client_exchange::state::connecting)
+                         return;
+                       self->disarm_phase(x);
+                       if (ec) return self->fail(x, ec);
+                       self->send(x);
+                     });
   }
 
   void use(const xptr& x, cptr c) {
@@ -229,18 +239,21 @@ class client_core : public std::enable_shared_from_this<client_core> {
     x->st = client_exchange::state::sending;
     x->written = false;
     x->parser = std::make_unique<client_parser>(opts_, x->wire.head_method);
-    auto self = shared_from_this();
-    c->set_reader([self, x, wc = std::weak_ptr<client_connection>(c)](std::error_code ec, std::size_t n) {
-      auto conn = wc.lock();
-      if (conn && x->conn == conn && x->st == client_exchange::state::sending) self->on_read(x, ec, n);
+    c->set_reader([wself = weak_from_this(), wx = std::weak_ptr<client_exchange>(x), raw = c.get()](
+                      std::error_code ec, std::size_t n) {
+      auto self = wself.lock();
+      auto x = wx.lock();
+      if (self && x && x->conn.get() == raw && x->st == client_exchange::state::sending)
+        self->on_read(x, ec, n);
     });
     c->read();  // also reads an early answer (e.g. 413 before the whole body is sent)
     std::array<asio::const_buffer, 2> b{asio::buffer(x->wire.head), asio::buffer(x->wire.body)};
-    c->async_write(b, [self, x, c](std::error_code ec) {
+    c->async_write(b, [self = shared_from_this(), x, c](std::error_code ec) {
       if (x->conn != c || x->st != client_exchange::state::sending) return;
       if (ec) return self->connection_failed(x, ec);
       x->written = true;
-      if (!x->parser->head_complete()) self->arm_phase(x, self->opts_.response_timeout, errc::response_timeout);
+      if (!x->parser->head_complete())
+        self->arm_phase(x, self->opts_.response_timeout, errc::response_timeout);
     });
   }
 
@@ -259,11 +272,13 @@ class client_core : public std::enable_shared_from_this<client_core> {
     auto r = p.feed(x->conn->data(), n);
     if (!had_head && p.head_complete()) disarm_phase(x);
     switch (r.ev) {
-      case client_parser::event::need_more: return x->conn->read();
+      case client_parser::event::need_more:
+        return x->conn->read();
       case client_parser::event::complete:
         // Bytes after the response (we never pipeline) or an unfinished request: not reusable.
         return succeed(x, p.keep_alive() && r.consumed == n && x->written && !x->wire.close);
-      case client_parser::event::error: return fail(x, p.error());
+      case client_parser::event::error:
+        return fail(x, p.error());
     }
   }
 
@@ -287,8 +302,10 @@ class client_core : public std::enable_shared_from_this<client_core> {
     client_response r = x->parser->take();
     cptr c = std::move(x->conn);
     x->conn = nullptr;
-    if (reusable && !stopped_) release(x->target.origin, std::move(c));
-    else close_conn(x->target.origin, c);
+    if (reusable && !stopped_)
+      release(x->target.origin, std::move(c));
+    else
+      close_conn(x->target.origin, c);
     finish(x, {}, std::move(r));
   }
 

@@ -39,9 +39,12 @@ inline std::error_code parse_client_url(std::string_view url, client_target& out
   if (sep == std::string_view::npos) return bad;
   std::string scheme;
   for (char c : url.substr(0, sep)) scheme += client_lower(c);
-  if (scheme == "http") out.tls = false;
-  else if (scheme == "https") out.tls = true;
-  else return bad;
+  if (scheme == "http")
+    out.tls = false;
+  else if (scheme == "https")
+    out.tls = true;
+  else
+    return bad;
   std::string_view rest = url.substr(sep + 3);
   auto auth_end = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, auth_end);
@@ -66,7 +69,8 @@ inline std::error_code parse_client_url(std::string_view url, client_target& out
     if (colon != std::string_view::npos) port = authority.substr(colon + 1);
     if (host.empty() || host.size() > 253) return bad;
     for (char c : host)
-      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'))
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+            c == '.' || c == '_'))
         return bad;
     std::error_code ec;
     asio::ip::make_address_v4(std::string(host), ec);
@@ -90,8 +94,8 @@ inline std::error_code parse_client_url(std::string_view url, client_target& out
   for (char ch : tail) {
     auto c = static_cast<unsigned char>(ch);
     if (c < 0x20 || c == 0x7f) return bad;
-    if (c == ' ' || c >= 0x80 || c == '"' || c == '<' || c == '>' || c == '\\' || c == '^' || c == '`' || c == '{' ||
-        c == '|' || c == '}') {
+    if (c == ' ' || c >= 0x80 || c == '"' || c == '<' || c == '>' || c == '\\' || c == '^' || c == '`' ||
+        c == '{' || c == '|' || c == '}') {
       out.target += '%';
       out.target += hex[c >> 4];
       out.target += hex[c & 0xF];
@@ -135,8 +139,8 @@ inline bool client_has_token(std::string_view list, std::string_view token) {
 
 // Serializes the request (its body is moved out); errc::bad_request for a method or header that
 // cannot be sent safely.
-inline std::error_code serialize_client_request(client_request& r, const client_target& t, const client_options& o,
-                                                client_wire& out) {
+inline std::error_code serialize_client_request(client_request& r, const client_target& t,
+                                                const client_options& o, client_wire& out) {
   const std::error_code bad = make_error_code(errc::bad_request);
   if (r.method.empty() || r.method.size() > 64) return bad;
   for (char c : r.method)
