@@ -23,6 +23,24 @@ namespace http_test {
 using namespace std::chrono_literals;
 namespace http = crier::http;
 
+// A blocking client on its own io_context: writes `request`, reads until `until` appears (or
+// the connection ends), returns what it read. The server runs on the test's io_context.
+inline std::string exchange_bytes(asio::ip::tcp::endpoint ep, std::string request, std::string_view until) {
+  asio::io_context cio;
+  asio::ip::tcp::socket s(cio);
+  s.connect(ep);
+  asio::write(s, asio::buffer(request));
+  std::string out;
+  char buf[4096];
+  std::error_code ec;
+  while (out.find(until) == std::string::npos) {
+    auto n = s.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
 struct server_fixture {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};  // outlive stop()

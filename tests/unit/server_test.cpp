@@ -4,32 +4,15 @@
 
 #include <catch2/catch.hpp>
 
+#include "http_fixture.hpp"
 #include "line_transport.hpp"
 
 #include <future>
 #include <thread>
 
 namespace {
-
 using tcp = asio::ip::tcp;
-
-// A blocking client on its own thread's socket: the server runs on the test's io_context.
-std::string exchange_bytes(tcp::endpoint ep, std::string request, std::string_view until) {
-  asio::io_context cio;
-  tcp::socket s(cio);
-  s.connect(ep);
-  asio::write(s, asio::buffer(request));
-  std::string out;
-  char buf[4096];
-  std::error_code ec;
-  while (out.find(until) == std::string::npos) {
-    auto n = s.read_some(asio::buffer(buf), ec);
-    if (ec) break;
-    out.append(buf, n);
-  }
-  return out;
-}
-
+using http_test::exchange_bytes;
 }  // namespace
 
 TEST_CASE("server: adopt() serves a socket the application accepted, with bytes it read", "[server]") {

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "http_fixture.hpp"
+
 #include <future>
 
 namespace {
@@ -153,25 +155,6 @@ TEST_CASE("websocket handshake: subprotocols and permessage-deflate", "[ws_proto
   CHECK_FALSE(a.response.header("Sec-WebSocket-Extensions"));
 }
 
-namespace {
-using tcp = asio::ip::tcp;
-
-std::string exchange_bytes(tcp::endpoint ep, std::string request) {
-  asio::io_context cio;
-  tcp::socket s(cio);
-  s.connect(ep);
-  asio::write(s, asio::buffer(request));
-  std::string out;
-  char buf[4096];
-  std::error_code ec;
-  while (out.find("\r\n\r\n") == std::string::npos) {
-    auto n = s.read_some(asio::buffer(buf), ec);
-    if (ec) break;
-    out.append(buf, n);
-  }
-  return out.substr(0, out.find("\r\n"));
-}
-}  // namespace
 
 TEST_CASE("server: the authorizer is asked before publishes, subscribes and upgrades", "[ws_protocol][server]") {
   asio::io_context io;
@@ -188,7 +171,10 @@ TEST_CASE("server: the authorizer is asked before publishes, subscribes and upgr
       " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
   auto run = [&](std::string request) {
-    auto f = std::async(std::launch::async, [&] { return exchange_bytes(ep, request); });
+    auto f = std::async(std::launch::async, [&] {
+      auto out = http_test::exchange_bytes(ep, request, "\r\n\r\n");
+      return out.substr(0, out.find("\r\n"));  // the status line
+    });
     while (f.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready)
       io.run_one_for(std::chrono::milliseconds(50));
     return f.get();
