@@ -2,8 +2,8 @@
 # Webhook delivery: deliveries/s and latency from crier to keep-alive loopback receivers, and
 # isolation of healthy subscriptions from hanging and refusing ones.  Loopback only.
 #
-#   bench/run_webhooks.sh                        # everything (~3-5 min)
-#   bench/run_webhooks.sh --quick                # shorter runs, no Python-receiver comparison (~2 min)
+#   bench/run_webhooks.sh                        # everything (~2.5 min quiet, <= 5.5)
+#   bench/run_webhooks.sh --quick                # shorter runs, no Python-receiver comparison (~1 min)
 #   bench/run_webhooks.sh --only throughput,isolation   # a subset: throughput, latency, isolation
 #   CRIER_SERVER=/path/to/crier_server bench/run_webhooks.sh
 #

@@ -461,7 +461,6 @@ def cmd_run(a):
         c0, r0, m0, b0, w0 = proc_ticks(a.server_pid), proc_ticks(recv.pid), proc_ticks(me), busy_ticks(), time.monotonic()
         pub_deadline = time.monotonic_ns() + int(max(1.0, hard_deadline - time.monotonic() - 5) * 1e9)
         acked, errors, t_pub0, t_pub_last = publish(host, port, count, a.rate, a.size, a.window, pub_deadline)
-        t_pub_end = time.monotonic_ns()
         expect_total = acked * len(healthy)
         remaining = max(1.0, hard_deadline - time.monotonic() - 3)
         recv.stdin.write(f"expect {expect_total} {remaining:.1f} {a.stall}\n")
@@ -659,7 +658,9 @@ def cmd_report(a):
               "mixed deliveries/s ≥ 0.9 × base and mixed p99 ≤ base p99 ÷ 0.9. With paced publishing the healthy "
               "throughput is the offered rate as long as they keep up; the burst shows the capacity left to them. "
               "crier ÷ receiver CPU: crier's µs per healthy delivery in units of the receiver's, which does the same work in "
-              "both and so factors out the machine's speed (a difference there is crier's).", "",
+              "both and so factors out the machine's speed (a difference there is crier's). Medians, with (min–max) over the "
+              "repeats; \"within noise\": the ratio misses the target but the mixed medians lie inside the range of the "
+              "base runs themselves.", "",
               "| load | repeats | base deliveries/s | mixed deliveries/s | throughput kept | base p99 ms | mixed p99 ms | p99 mixed/base "
               "| base crier µs/deliv | mixed crier µs/deliv | crier ÷ receiver CPU base/mixed | other load base/mixed | healthy exact | target |",
               "|" + "---|" * 14]
@@ -672,15 +673,29 @@ def cmd_report(a):
             keep = md_ / bd if bd and md_ else None
             p99r = mp / bp if bp and mp else None
             exact = all(d["exact"] for d in b + m)
-            ok = keep is not None and p99r is not None and keep >= 0.9 and p99r <= 1 / 0.9 and exact
+
+            def rng(rs, get, nd):
+                v = [get(d) for d in rs if get(d) is not None]
+                return f" ({min(v):,.{nd}f}–{max(v):,.{nd}f})" if len(v) > 1 else ""
+            b_p99 = [d["lat_ms"]["99"] for d in b if d["lat_ms"]["99"] is not None]
+            b_dps = [d["deliveries_per_s"] for d in b if d["deliveries_per_s"] is not None]
+            if keep is None or p99r is None or not exact:
+                verdict = "MISSED" + ("" if exact else " (not exact)")
+            elif keep >= 0.9 and p99r <= 1 / 0.9:
+                verdict = "met"
+            elif len(b) > 1 and mp <= max(b_p99) and md_ >= min(b_dps):
+                verdict = "within noise (mixed inside base's own range)"
+            else:
+                verdict = "MISSED"
             d0 = b[0]
             shape = (f"paced {d0['rate']:g} msgs/s × {d0['seconds']:g} s" if d0["mode"] == "paced" else f"burst of {d0['acked']:,} msgs")
-            L.append(f"| {load} ({shape}) | {len(b)}/{len(m)} | {f(bd)} | {f(md_)} | {f(keep * 100 if keep else None, 1, ' %')} | "
-                     f"{f(bp, 2)} | {f(mp, 2)} | {f(p99r, 2)} | "
+            L.append(f"| {load} ({shape}) | {len(b)}/{len(m)} | {f(bd)}{rng(b, lambda d: d['deliveries_per_s'], 0)} | "
+                     f"{f(md_)}{rng(m, lambda d: d['deliveries_per_s'], 0)} | {f(keep * 100 if keep else None, 1, ' %')} | "
+                     f"{f(bp, 2)}{rng(b, lambda d: d['lat_ms']['99'], 2)} | {f(mp, 2)}{rng(m, lambda d: d['lat_ms']['99'], 2)} | {f(p99r, 2)} | "
                      f"{f(med(b, lambda d: d['crier_us_per_delivery']), 1)} | {f(med(m, lambda d: d['crier_us_per_delivery']), 1)} | "
                      f"{f(med(b, norm), 2)}/{f(med(m, norm), 2)} | "
                      f"{f(med(b, lambda d: d['other_cores']), 2)}/{f(med(m, lambda d: d['other_cores']), 2)} | "
-                     f"{'yes' if exact else 'NO'} | {'met' if ok else 'MISSED'} |")
+                     f"{'yes' if exact else 'NO'} | {verdict} |")
         L.append("")
         L += ["What the engine did with the bad subscriptions in the mixed runs (its own counters from "
               "`GET /api/v1/subscriptions`, read right after the healthy ones had everything; the receiver's view of the "

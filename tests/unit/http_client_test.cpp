@@ -63,7 +63,7 @@ TEST_CASE("client: per-origin cap under 50 concurrent requests", "[http_client]"
   }
   CHECK(server.accepted == 4);
   CHECK(max_active == 4);
-  CHECK(c.open_connections() == 4);  // max_idle_per_origin = 4
+  CHECK(c.open_connections() == 4);  // all 4 kept idle (max_idle_per_origin = 8)
 
   SECTION("idle connections beyond max_idle_per_origin are closed, the rest after idle_timeout") {
     http::client_options o2;

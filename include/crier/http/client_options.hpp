@@ -24,7 +24,9 @@ struct client_options {
   // errc::too_many_connections.
   std::size_t max_queued_per_origin = 10'000;
   // Kept-alive idle connections per origin; a connection beyond it is closed after its response.
-  std::size_t max_idle_per_origin = 4;
+  // As many as the connection cap by default: a subscription's next request arrives just after
+  // its connection went idle, and closing it then would reopen a connection per delivery.
+  std::size_t max_idle_per_origin = 8;
   // An idle kept-alive connection is closed after this long (0: connections are not kept).
   std::chrono::milliseconds idle_timeout{30'000};
   // Resolve + TCP connect (+ TLS handshake) of a new connection -> errc::connect_timeout.
