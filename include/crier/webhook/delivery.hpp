@@ -36,23 +36,13 @@ struct delivery {
   unsigned attempts = 0;
 };
 
-// Stable per topic and message: "msg_" + FNV-1a of the topic + "_" + the message id.
-inline std::string webhook_id_for(std::string_view topic, const message_id& id) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : topic) h = (h ^ c) * 1099511628211ull;
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string s = "msg_";
-  for (int i = 15; i >= 0; --i) s += hex[(h >> (4 * i)) & 0xF];
-  s += '_';
-  id.append_to(s);
-  return s;
-}
-
 inline delivery make_delivery(const message_ptr& m) {
-  return {.webhook_id = webhook_id_for(m->topic(), m->id()), .topic = m->topic(), .id = m->id(), .msg = m};
+  // Stable per topic and message (not per subscription): receivers deduplicate on it.
+  return {.webhook_id = message_id_for(m->id().to_string(), {}, m->topic()), .topic = m->topic(), .id = m->id(),
+          .msg = m};
 }
 inline delivery make_delivery(const gap_notice& g) {
-  delivery d{.webhook_id = webhook_id_for(g.topic, g.next) + "_gap", .topic = g.topic};
+  delivery d{.webhook_id = message_id_for(g.next.to_string(), "gap", g.topic), .topic = g.topic};
   append_envelope(d.gap_body, g);
   return d;
 }
