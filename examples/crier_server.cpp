@@ -39,6 +39,9 @@ void usage(std::FILE* out) {
       "                            (a conformance-test mode, for Autobahn|Testsuite)\n"
       "  --webhook-allow CIDR      webhook targets may be in this private range, e.g. 127.0.0.0/8\n"
       "                            (repeatable; private and reserved addresses are refused otherwise)\n"
+      "  --webhook-max-subscriptions N  webhook, WebSub and rssCloud subscriptions (default 100000)\n"
+      "  --websub-min-lease S      shortest WebSub lease granted, in seconds (default 60)\n"
+      "  --websub-url URL          the WebSub hub URL sent as Link rel=\"hub\" (default http://<Host>/websub)\n"
       "  --threads N               threads running the io_context (default 1)\n"
       "  --help                    this text\n",
       out);
@@ -67,6 +70,7 @@ int main(int argc, char** argv) {
     if (a == "--listen") srv_opts.listen = v;
     else if (a == "--cors") srv_opts.cors_origins.emplace_back(v);
     else if (a == "--webhook-allow") srv_opts.webhook_allow.emplace_back(v);
+    else if (a == "--websub-url") srv_opts.websub.public_url = v;
     else if (a == "--policy") {
       if (v == "disconnect") hub_opts.queue.policy = crier::overflow_policy::disconnect;
       else if (v == "drop_oldest") hub_opts.queue.policy = crier::overflow_policy::drop_oldest;
@@ -89,6 +93,8 @@ int main(int argc, char** argv) {
     else if (a == "--retry-ms") srv_opts.sse.retry = std::chrono::milliseconds(n);
     else if (a == "--header-timeout") srv_opts.http.header_timeout = std::chrono::milliseconds(n);
     else if (a == "--max-connections") srv_opts.http.max_connections = n;
+    else if (a == "--webhook-max-subscriptions") srv_opts.webhooks.max_subscriptions = n;
+    else if (a == "--websub-min-lease") srv_opts.websub.min_lease = std::chrono::seconds(n);
     else if (a == "--threads") threads = static_cast<unsigned>(std::max<std::size_t>(n, 1));
     else ok = false;
     if (!ok) return std::fprintf(stderr, "crier_server: bad option %s %s\n", argv[i - 1], argv[i]), usage(stderr), 2;

@@ -2,6 +2,7 @@
 //   /topics/{topics}   POST publishes; GET subscribes over WebSocket, SSE, NDJSON, long-poll or poll
 //   /ws                WebSocket, the multiplexed JSON protocol (docs/protocol.md)
 //   /api/v1/subscriptions   webhook subscriptions (REST hooks)
+//   /websub, /pleaseNotify  a WebSub hub and rssCloud, delivering through the same engine
 //   /healthz, /metrics, and "/" when an index page is configured
 // and hands sockets an application accepted itself to crier (adopt()).
 #pragma once
@@ -18,6 +19,8 @@
 #include <crier/transport/websocket_mux.hpp>
 #include <crier/webhook/engine.hpp>
 #include <crier/webhook/rest_api.hpp>
+#include <crier/webhook/rsscloud.hpp>
+#include <crier/webhook/websub.hpp>
 #include <crier/webhook/ssrf.hpp>
 
 #include <asio/steady_timer.hpp>
@@ -56,6 +59,8 @@ class basic_server {
           *webhooks_, [this](std::string_view topic, const http::request& req) {
             return allowed(access::subscribe, topic, req);
           });
+      websub_ = std::make_unique<webhook::basic_websub_hub<Executor>>(*webhooks_, hub_, opts_.websub, opts_.authorize);
+      rsscloud_ = std::make_unique<webhook::basic_rsscloud<Executor>>(*webhooks_, opts_.rsscloud, opts_.authorize);
     }
     if (!opts_.listen.empty())
       if (auto ec = http_.listen(opts_.listen)) throw std::system_error(ec, "crier: listen on " + opts_.listen);
@@ -67,6 +72,8 @@ class basic_server {
   ~basic_server() {
     life_.reset();
     rest_.reset();
+    websub_.reset();
+    rsscloud_.reset();
     if (webhooks_) webhooks_->shutdown();
     heartbeat_timer_.cancel();
     auto streams = std::move(streams_);
@@ -96,6 +103,7 @@ class basic_server {
   // Graceful: stop accepting; streams end cleanly, waiting long-polls answer; then done().
   void stop(std::function<void()> done = {}) {
     heartbeat_timer_.cancel();
+    if (websub_) websub_->shutdown();
     if (webhooks_) webhooks_->shutdown();  // deliveries in flight are abandoned; timers end
     http_.stop(std::move(done));
   }
@@ -105,6 +113,7 @@ class basic_server {
   const server_options& options() const noexcept { return opts_; }
   // The webhook engine (the C++ API behind /api/v1/subscriptions); null when webhooks_api is off.
   webhook::basic_engine<Executor>* webhooks() noexcept { return webhooks_.get(); }
+  webhook::basic_websub_hub<Executor>* websub() noexcept { return websub_.get(); }
 
  private:
   // Type erasure for streaming transports: a user's type works alongside the built-ins.
@@ -143,6 +152,8 @@ class basic_server {
     if (path.starts_with("/topics/")) return topics(std::move(ex), path.substr(8));
     if (path == "/ws") return websocket_mux(std::move(ex));
     if (rest_ && rest_->handle(*ex, path)) return;
+    if (websub_ && websub_->handle(*ex, path)) return;
+    if (rsscloud_ && rsscloud_->handle(ex, path)) return;
     if (path == "/healthz") {
       if (only_get(*ex)) ex->respond(http::response::json(200, R"({"status":"ok"})"));
       return;
@@ -397,6 +408,8 @@ class basic_server {
   std::unordered_map<const void*, std::shared_ptr<longpoll_session<Executor>>> polls_;
   std::unique_ptr<webhook::basic_engine<Executor>> webhooks_;
   std::unique_ptr<webhook::basic_rest_api<Executor>> rest_;
+  std::unique_ptr<webhook::basic_websub_hub<Executor>> websub_;
+  std::unique_ptr<webhook::basic_rsscloud<Executor>> rsscloud_;
 };
 
 using server = basic_server<>;

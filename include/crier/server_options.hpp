@@ -33,6 +33,8 @@ struct server_options {
   std::string index_html{};                     // served at "/" when not empty
   bool webhooks_api = true;                     // the REST hooks API at /api/v1/subscriptions
   webhook::engine_options webhooks{};           // delivery: client timeouts, caps, breaker, queues
+  webhook::websub_options websub{};             // the WebSub hub at /websub (with webhooks_api)
+  webhook::rsscloud_options rsscloud{};         // rssCloud at /pleaseNotify (with webhooks_api)
   std::vector<std::string> webhook_allow{};     // CIDR ranges webhook targets may resolve to although
                                                 // private / loopback (e.g. "127.0.0.0/8"); the rest of
                                                 // those classes is refused (SSRF), unless

@@ -17,9 +17,11 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 class Receiver:
     """Records every request; answers from a script: a function (n, body) -> (status, headers)."""
 
-    def __init__(self, script=None, on_get=None):
+    def __init__(self, script=None, on_get=None, before=None):
+        self.before = before or (lambda n: None)  # called first, outside the lock (it may block)
         self.requests = []
         self.gets = []
+        self.arrived = 0
         self.on_get = on_get or (lambda query: (404, b""))
         self.cond = threading.Condition()
         self.script = script or (lambda n, body: (200, {}))
@@ -30,6 +32,10 @@ class Receiver:
 
             def do_POST(self):  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with outer.cond:
+                    arrived = outer.arrived
+                    outer.arrived += 1
+                outer.before(arrived)
                 with outer.cond:
                     n = len(outer.requests)
                     status, headers = outer.script(n, body)
@@ -119,6 +125,8 @@ def test_rest_api_create_get_list_update_delete_and_errors():
             ({"target_url": "http://127.0.0.1:9/", "topics": ["a"], "retry_schedule_ms": [-1]}, 422,
              "retry_schedule_ms"),
             ({"target_url": "http://127.0.0.1:9/", "topics": ["a"], "since": "x"}, 422, "since"),
+            ({"target_url": "http://127.0.0.1:9/", "topics": ["a"], "batch_max": 0}, 422, "batch_max"),
+            ({"target_url": "http://127.0.0.1:9/", "topics": ["a"], "batch_max": 2.5}, 422, "batch_max"),
         ]
         for spec, code, field in cases:
             status, _, err = api(s, "POST", "/api/v1/subscriptions", spec)
@@ -306,6 +314,40 @@ def test_verification_of_intent_holds_deliveries_until_the_challenge_is_echoed()
         wrong.close()
 
 
+def test_batching_sends_what_queued_as_one_json_array():
+    first_arrived, release = threading.Event(), threading.Event()
+
+    def before(n):
+        if n == 0:
+            first_arrived.set()
+            release.wait(10)  # hold the first delivery while more messages queue behind it
+
+    rx = Receiver(before=before)
+    try:
+        with Server("--webhook-allow", "127.0.0.0/8") as s:
+            sid = create(s, target_url=rx.url, topics=["bt/*"], batch_max=3, secret=SECRET)
+            assert api(s, "GET", "/api/v1/subscriptions/" + sid)[2]["batch_max"] == 3
+            s.publish("bt/a", "m0")
+            assert first_arrived.wait(10)
+            for i in range(1, 6):
+                s.publish("bt/a" if i % 2 else "bt/b", "m%d" % i)
+            release.set()
+            reqs = rx.wait(lambda r: sum(len(json.loads(x["body"])) for x in r) == 6)
+        batches = [json.loads(r["body"]) for r in reqs]
+        # One in flight; then the five queued behind it in batches of at most three, in order.
+        assert [len(b) for b in batches] == [1, 3, 2], batches
+        assert [e["data"] for b in batches for e in b] == ["m%d" % i for i in range(6)], batches
+        assert [e["topic"] for e in batches[1]] == ["bt/a", "bt/b", "bt/a"], batches
+        ids = [e["id"] for b in batches for e in b]
+        assert len(set(ids)) == 6, ids  # envelope ids: what batch receivers deduplicate on
+        for r in reqs:
+            h = {k.lower(): v for k, v in r["headers"].items()}
+            assert h["content-type"] == "application/json" and h["crier-event"] == "batch", h
+            assert h["webhook-signature"].startswith("v1,"), h
+    finally:
+        rx.close()
+
+
 if __name__ == "__main__":
     run([
         test_rest_api_create_get_list_update_delete_and_errors,
@@ -316,4 +358,5 @@ if __name__ == "__main__":
         test_signatures_verify_with_the_standardwebhooks_package,
         test_private_targets_are_refused_by_default,
         test_verification_of_intent_holds_deliveries_until_the_challenge_is_echoed,
+        test_batching_sends_what_queued_as_one_json_array,
     ])

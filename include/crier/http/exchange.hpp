@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <system_error>
 
@@ -49,6 +50,8 @@ class exchange {
   virtual void upgrade(response head, std::function<void(std::error_code, std::shared_ptr<raw_stream>)> cb) = 0;
   // Bytes of the write in flight (backpressure accounting), 0 if none.
   virtual std::size_t bytes_queued() const = 0;
+  // The peer's IP address (the TCP connection's, not a forwarded one); nullopt when unknown.
+  virtual std::optional<asio::ip::address> remote_address() const { return std::nullopt; }
 };
 
 using handler = std::function<void(std::shared_ptr<exchange>)>;

@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace crier::http {
 
@@ -62,6 +64,36 @@ inline std::optional<std::string> query_param(std::string_view query, std::strin
     return match;
   });
   return result;
+}
+
+// Percent-encodes all but RFC 3986's unreserved characters: safe as a query value, a form
+// field or a path segment.
+inline std::string percent_encode(std::string_view s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+        c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 0xF];
+    }
+  }
+  return out;
+}
+
+// The decoded name/value pairs of an application/x-www-form-urlencoded body (or a query
+// string), in order, repeated names included.
+inline std::vector<std::pair<std::string, std::string>> parse_form(std::string_view body) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for_each_query_pair(body, [&](std::string_view n, std::string_view v) {
+    out.emplace_back(percent_decode(n, true), percent_decode(v, true));
+    return false;
+  });
+  return out;
 }
 
 }  // namespace crier::http

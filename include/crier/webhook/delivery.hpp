@@ -4,6 +4,7 @@
 
 #include <crier/core/envelope.hpp>
 #include <crier/http/client.hpp>
+#include <crier/http/url.hpp>
 #include <crier/webhook/options.hpp>
 #include <crier/webhook/signature.hpp>
 
@@ -26,13 +27,15 @@ inline std::optional<std::string> parse_target(std::string_view url) {
   return std::string(url.substr(0, scheme_end + authority.size()));
 }
 
-// What is POSTed: a message, or a gap notice (a JSON envelope, event "gap").
+// What is POSTed: a message as it was published, or a JSON body crier made: a gap notice (an
+// envelope, event "gap") or a batch (an array of envelopes, event "batch").
 struct delivery {
   std::string webhook_id;   // stable across retries and replays: receivers deduplicate on it
   std::string topic;
-  message_id id;
-  message_ptr msg;          // null for a gap notice
-  std::string gap_body;     // the gap envelope
+  message_id id;            // the (first) message's id; zero for a gap notice
+  message_ptr msg;          // the message; null for a gap notice or a batch
+  std::string json_body;    // the gap notice or the batch
+  std::string event{};      // "gap", "batch", or "" for a message
   unsigned attempts = 0;
 };
 
@@ -42,42 +45,61 @@ inline delivery make_delivery(const message_ptr& m) {
           .msg = m};
 }
 inline delivery make_delivery(const gap_notice& g) {
-  delivery d{.webhook_id = message_id_for(g.next.to_string(), "gap", g.topic), .topic = g.topic};
-  append_envelope(d.gap_body, g);
+  delivery d{.webhook_id = message_id_for(g.next.to_string(), "gap", g.topic), .topic = g.topic, .event = "gap"};
+  append_envelope(d.json_body, g);
+  return d;
+}
+// Several messages in one POST: a JSON array of envelopes. Its id names the first and last
+// message; receivers of batches deduplicate on the envelopes' ids.
+inline delivery make_batch(const std::vector<message_ptr>& ms) {
+  auto& first = *ms.front();
+  delivery d{.webhook_id = message_id_for(first.id().to_string() + "+" + ms.back()->id().to_string(), "batch",
+                                          first.topic()),
+             .topic = first.topic(), .id = first.id(), .event = "batch"};
+  d.json_body = "[";
+  for (auto& m : ms) {
+    if (d.json_body.size() > 1) d.json_body += ',';
+    append_envelope(d.json_body, *m);
+  }
+  d.json_body += ']';
   return d;
 }
 
 // The request for one attempt (a fresh timestamp and signature each time).
-inline http::client_request build_request(const subscription_spec& spec, const delivery& d, std::string_view hub_url) {
+inline http::client_request build_request(const subscription_spec& spec, const delivery& d) {
   http::client_request r;
   r.method = "POST";
   r.url = spec.target_url;
   std::string_view ct;
-  if (d.msg) {
+  if (spec.style == signature_style::rsscloud) {  // rssCloud says which feed changed, not what
+    r.body = "url=" + http::percent_encode(d.topic);
+    ct = "application/x-www-form-urlencoded";
+  } else if (d.msg) {
     r.body = d.msg->payload();
     ct = d.msg->content_type();
     if (ct.empty()) ct = d.msg->is_text() ? "text/plain; charset=utf-8" : "application/octet-stream";
   } else {
-    r.body = d.gap_body;
+    r.body = d.json_body;
     ct = "application/json";
   }
   r.headers.emplace_back("Content-Type", std::string(ct));
-  r.headers.emplace_back("Crier-Topic", d.topic);
+  if (d.event != "batch") r.headers.emplace_back("Crier-Topic", d.topic);  // a batch's envelopes say theirs
   if (d.msg) {
     r.headers.emplace_back("Crier-Id", d.id.to_string());
     if (!d.msg->event().empty()) r.headers.emplace_back("Crier-Event", d.msg->event());
   } else {
-    r.headers.emplace_back("Crier-Event", "gap");
+    r.headers.emplace_back("Crier-Event", d.event);
   }
   if (spec.style == signature_style::websub) {
-    if (!hub_url.empty() && !spec.websub_topic.empty())
-      r.headers.emplace_back("Link", "<" + std::string(hub_url) + ">; rel=\"hub\", <" + spec.websub_topic + ">; rel=\"self\"");
+    if (!spec.websub_hub.empty() && !spec.websub_topic.empty())
+      r.headers.emplace_back("Link", "<" + spec.websub_hub + ">; rel=\"hub\", <" + spec.websub_topic + ">; rel=\"self\"");
     if (!spec.secrets.empty()) {
       auto method = parse_hub_method(spec.websub_method);
       if (method) r.headers.emplace_back("X-Hub-Signature", hub_signature(*method, spec.secrets.front(), r.body));
     }
     return r;
   }
+  if (spec.style == signature_style::rsscloud) return r;
   auto ts = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   r.headers.emplace_back("webhook-id", d.webhook_id);
   r.headers.emplace_back("webhook-timestamp", std::to_string(ts));

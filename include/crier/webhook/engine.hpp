@@ -9,6 +9,7 @@
 #include <crier/core/hub.hpp>
 #include <crier/http/client.hpp>
 #include <crier/webhook/delivery.hpp>
+#include <crier/webhook/detail/challenge.hpp>
 #include <crier/webhook/options.hpp>
 
 #include <asio/steady_timer.hpp>
@@ -16,15 +17,17 @@
 #include <deque>
 #include <map>
 #include <random>
+#include <unordered_map>
 
 namespace crier::webhook {
 
 struct dead_letter {
   std::string webhook_id;     // the delivery's stable id (webhook-id)
   std::string topic;
-  message_id id;              // zero for a gap notice
-  message_ptr msg;            // null for a gap notice (then `body` holds it)
+  message_id id;              // zero for a gap notice; the first message's for a batch
+  message_ptr msg;            // null for a gap notice or a batch (then `body` holds it)
   std::string body;
+  std::string event;          // "gap", "batch" or "" (a message)
   std::string last_error;     // "HTTP 500", "connect timeout", …
   unsigned attempts = 0;
   std::chrono::system_clock::time_point failed_at;
@@ -63,6 +66,7 @@ class basic_engine {
     id = new_id();
     auto r = std::make_shared<runner>(*this, id, std::move(spec));
     if (auto ec = r->start()) return ec;
+    by_target_.emplace(r->spec().target_url, id);
     runners_.emplace(id, std::move(r));
     return {};
   }
@@ -77,6 +81,8 @@ class basic_engine {
     if (auto ec = r->start()) return ec;
     r->adopt_dead_letters(*it->second);
     it->second->stop();
+    unindex(id, it->second->spec().target_url);
+    by_target_.emplace(r->spec().target_url, id);
     it->second = std::move(r);
     return {};
   }
@@ -85,8 +91,17 @@ class basic_engine {
     auto it = runners_.find(id);
     if (it == runners_.end()) return false;
     it->second->stop();
+    unindex(id, it->second->spec().target_url);
     runners_.erase(it);
     return true;
+  }
+
+  // The subscription with this target and exactly these topics, or "" (duplicates, WebSub renewals).
+  std::string find_same(std::string_view target_url, const std::vector<std::string>& topics) const {
+    auto [b, e] = by_target_.equal_range(std::string(target_url));
+    for (auto it = b; it != e; ++it)
+      if (auto* s = find(it->second); s && s->topics == topics) return it->second;
+    return {};
   }
 
   const subscription_spec* find(const std::string& id) const {
@@ -126,6 +141,7 @@ class basic_engine {
   void shutdown() {
     for (auto& [id, r] : runners_) r->stop();
     runners_.clear();
+    by_target_.clear();
     client_.shutdown();
   }
   client_type& client() noexcept { return client_; }
@@ -193,11 +209,18 @@ class basic_engine {
     return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(d.count()) * f(rng_)));
   }
 
+  void unindex(const std::string& id, const std::string& target) {
+    auto [b, e] = by_target_.equal_range(target);
+    for (auto it = b; it != e; ++it)
+      if (it->second == id) return void(by_target_.erase(it));
+  }
+
   void ended(const std::string& id, std::string_view why) {
     auto it = runners_.find(id);
     if (it == runners_.end()) return;
     auto keep = it->second;  // the runner is on the stack of the caller
     keep->stop();
+    unindex(id, keep->spec().target_url);
     runners_.erase(it);
     if (ended_) ended_(id, why);
   }
@@ -207,6 +230,7 @@ class basic_engine {
   client_type client_;
   std::mt19937_64 rng_;
   std::map<std::string, std::shared_ptr<runner>, std::less<>> runners_;
+  std::unordered_multimap<std::string, std::string> by_target_;  // target_url -> ids
   std::unordered_map<std::string, breaker> breakers_;
   ended_fn ended_;
 };

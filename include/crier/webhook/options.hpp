@@ -20,7 +20,8 @@ inline std::vector<std::chrono::milliseconds> default_retry_schedule() {
 
 enum class signature_style {
   standard_webhooks,  // webhook-id, webhook-timestamp, webhook-signature (v1, HMAC-SHA256)
-  websub,             // X-Hub-Signature: <method>=<hex HMAC of the body>
+  websub,             // X-Hub-Signature: <method>=<hex HMAC of the body>; Link rel="hub" and "self"
+  rsscloud,           // not the content: a form-encoded "url=<topic>" saying the feed changed; unsigned
 };
 
 // One subscription: where, what, and how.
@@ -33,15 +34,20 @@ struct subscription_spec {
   bool ordered = true;                     // one delivery in flight; N+1 waits for N to succeed or
                                            // be given up. false = up to max_parallel at once, unordered
   std::size_t max_parallel = 8;            // when !ordered
+  std::size_t batch_max = 1;               // > 1: the messages queued when a delivery starts, up to
+                                           // this many, go in one POST as a JSON array of envelopes
   std::vector<std::chrono::milliseconds> retry_schedule = default_retry_schedule();  // delay before
                                            // each attempt; its length is the number of attempts
   signature_style style = signature_style::standard_webhooks;
   std::string websub_method = "sha256";    // X-Hub-Signature method (websub style)
   std::string websub_topic{};              // WebSub: the topic URL (Link rel="self")
+  std::string websub_hub{};                // WebSub: this hub's URL (Link rel="hub")
   std::string since{};                     // start position ("" = new messages only)
   bool verify_intent = false;              // first GET target_url?crier.challenge=…; deliveries start
                                            // once it answers 2xx with the challenge as its body (the
                                            // subscription is removed if it does not)
+  std::chrono::system_clock::time_point expires_at{};  // the subscription ends then (a WebSub lease,
+                                           // rssCloud's 25 hours); the epoch (default) = never
 };
 
 struct engine_options {
@@ -54,8 +60,28 @@ struct engine_options {
   std::size_t breaker_failures = 5;        // consecutive failures that open an endpoint's breaker
   std::chrono::milliseconds breaker_open{30s};  // then one probe is let through
   std::size_t max_dead_letters = 1000;     // per subscription; the oldest are dropped past this
-  std::size_t max_subscriptions = 100'000;
-  std::string public_url{};                // this hub's URL (WebSub Link rel="hub"), e.g. "https://hub.example/"
+  std::size_t max_subscriptions = 100'000;  // webhook, WebSub and rssCloud together
+};
+
+// The WebSub hub (websub.hpp).
+struct websub_options {
+  std::string path = "/websub";
+  std::string public_url{};                     // this hub's URL (Link rel="hub"); "" = http://<Host of
+                                                // the subscribe request><path>. Set it behind TLS or a proxy
+  std::chrono::seconds default_lease{10 * 24 * 3600};  // when hub.lease_seconds is absent
+  std::chrono::seconds min_lease{60};           // asked leases are clamped into [min_lease, max_lease]
+  std::chrono::seconds max_lease{30 * 24 * 3600};
+  std::size_t max_pending = 10'000;             // verifications and fetches in flight; beyond: 503
+  std::size_t max_fetch_bytes = 1024 * 1024;    // hub.mode=publish: larger content is not published
+};
+
+
+// rssCloud registrations (rsscloud.hpp).
+struct rsscloud_options {
+  std::string path = "/pleaseNotify";
+  std::chrono::seconds lease{25 * 3600};  // rssCloud: subscribers re-register every 24 hours
+  std::size_t max_urls = 100;             // feeds in one request
+  std::size_t max_pending = 10'000;       // verifications in flight; beyond: 503
 };
 
 }  // namespace crier::webhook

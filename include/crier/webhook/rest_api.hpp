@@ -11,6 +11,7 @@
 #pragma once
 
 #include <crier/http/exchange.hpp>
+#include <crier/webhook/detail/challenge.hpp>
 #include <crier/webhook/engine.hpp>
 
 #include <picojson.h>
@@ -18,15 +19,6 @@
 namespace crier::webhook {
 
 namespace detail {
-inline http::response field_error(std::string_view field, std::string_view message) {
-  std::string b = R"({"error":{"code":"invalid_field","field":)";
-  b += crier::detail::json_string(field);
-  b += R"(,"message":)";
-  b += crier::detail::json_string(message);
-  b += "}}";
-  return http::response::json(422, std::move(b));
-}
-
 // Reads a subscription from JSON; on failure `err` is the 4xx to answer.
 inline bool read_spec(std::string_view body, subscription_spec& s, http::response& err) {
   picojson::value v;
@@ -86,6 +78,12 @@ inline bool read_spec(std::string_view body, subscription_spec& s, http::respons
       s.retry_schedule.push_back(std::chrono::milliseconds(static_cast<std::int64_t>(e.get<double>())));
     }
   }
+  if (auto p = get("batch_max")) {
+    if (!p->is<double>() || p->get<double>() < 1 || p->get<double>() > 1000 ||
+        p->get<double>() != static_cast<double>(static_cast<int>(p->get<double>())))
+      return err = field_error("batch_max", "1 (no batching) to 1000 messages per POST"), false;
+    s.batch_max = static_cast<std::size_t>(p->get<double>());
+  }
   if (auto p = get("verify")) {
     if (!p->is<bool>()) return err = field_error("verify", "true or false"), false;
     s.verify_intent = p->get<bool>();
@@ -104,12 +102,20 @@ inline std::string spec_json(const std::string& id, const subscription_spec& s, 
                              bool verifying = false) {
   std::string b = R"({"id":)" + crier::detail::json_string(id);
   b += verifying ? R"(,"status":"verifying")" : R"(,"status":"active")";
+  b += s.style == signature_style::websub     ? R"(,"style":"websub")"
+       : s.style == signature_style::rsscloud ? R"(,"style":"rsscloud")"
+                                              : R"(,"style":"standard_webhooks")";
+  b += R"(,"expires_at":)";
+  b += s.expires_at == std::chrono::system_clock::time_point{}
+           ? std::string("null")
+           : std::to_string(std::chrono::duration_cast<std::chrono::seconds>(s.expires_at.time_since_epoch()).count());
   b += R"(,"target_url":)" + crier::detail::json_string(s.target_url) + R"(,"topics":[)";
   for (std::size_t i = 0; i < s.topics.size(); ++i) b += (i ? "," : "") + crier::detail::json_string(s.topics[i]);
   b += R"(],"events":[)";
   for (std::size_t i = 0; i < s.events.size(); ++i) b += (i ? "," : "") + crier::detail::json_string(s.events[i]);
   b += R"(],"ordered":)";
   b += s.ordered ? "true" : "false";
+  b += R"(,"batch_max":)" + std::to_string(s.batch_max);
   b += R"(,"signed":)";
   b += s.secrets.empty() ? "false" : "true";  // the secret itself is never returned
   b += R"(,"retry_schedule_ms":[)";
@@ -193,9 +199,8 @@ class basic_rest_api {
     http::response err;
     if (!detail::read_spec(ex.req().body(), s, err)) return ex.respond(std::move(err));
     if (!allowed(s, ex.req())) return forbidden(ex);
-    for (auto& id : engine_.list({}, engine_.size()))
-      if (auto* o = engine_.find(id); o && o->target_url == s.target_url && o->topics == s.topics)
-        return ex.respond(http::response::error(409, "duplicate", "a subscription with this target and topics exists: " + id));
+    if (auto same = engine_.find_same(s.target_url, s.topics); !same.empty())
+      return ex.respond(http::response::error(409, "duplicate", "a subscription with this target and topics exists: " + same));
     std::string id;
     if (auto ec = engine_.create(std::move(s), id))
       return ex.respond(http::response::error(ec == errc::too_many_topics ? 503 : 422, "rejected", ec.message()));

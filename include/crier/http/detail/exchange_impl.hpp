@@ -60,6 +60,16 @@ class exchange_impl final : public exchange {
   bool is_open() const override { return conn_ && conn_->x_open(this); }
   asio::any_io_executor get_executor() const override { return ex_; }
   std::size_t bytes_queued() const override { return conn_ ? conn_->x_queued(this) : 0; }
+  std::optional<asio::ip::address> remote_address() const override {
+    if constexpr (requires(Stream& s) { s.lowest_layer().remote_endpoint().address(); }) {
+      std::error_code ec;
+      if (conn_) {
+        auto ep = conn_->stream().lowest_layer().remote_endpoint(ec);
+        if (!ec) return ep.address();
+      }
+    }
+    return std::nullopt;
+  }
 
   // ---- connection side ----
   void notify_close(std::error_code ec) {

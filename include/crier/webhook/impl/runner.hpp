@@ -17,6 +17,7 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
   std::error_code start() {
     if (auto ec = subscribe()) return ec;
     if (spec_.verify_intent) verify();
+    if (spec_.expires_at != std::chrono::system_clock::time_point{}) expire_at(spec_.expires_at);
     return {};
   }
   bool verifying() const noexcept { return held_; }
@@ -51,7 +52,7 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
         continue;
       }
       delivery d{.webhook_id = it->webhook_id, .topic = it->topic, .id = it->id, .msg = it->msg,
-                 .gap_body = std::move(it->body)};
+                 .json_body = std::move(it->body), .event = std::move(it->event)};
       replays_.push_back(std::move(d));
       it = dead_.erase(it);
       ++n;
@@ -70,21 +71,29 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
     return ec;
   }
 
+  // A lease: the subscription ends by itself then (renewal replaces the runner, and its timer).
+  void expire_at(std::chrono::system_clock::time_point when) {
+    auto t = std::make_shared<asio::steady_timer>(engine_.hub_.get_executor());
+    t->expires_after(std::max(when - std::chrono::system_clock::now(), std::chrono::system_clock::duration::zero()));
+    timers_.push_back(t);
+    std::weak_ptr<runner> weak = this->shared_from_this();
+    t->async_wait([weak](std::error_code ec) {
+      auto self = weak.lock();
+      if (!ec && self && !self->stopped_) self->engine_.ended(self->id_, "lease expired");
+    });
+  }
+
   void verify() {
     held_ = true;
-    auto challenge = engine_.new_id().substr(4);
+    auto challenge = detail::random_hex();
     http::client_request req;
     req.method = "GET";
-    req.url = spec_.target_url + (spec_.target_url.find('?') == std::string::npos ? "?" : "&") +
-              "crier.challenge=" + challenge + "&crier.subscription=" + id_;
+    req.url = detail::with_query(spec_.target_url, "crier.challenge=" + challenge + "&crier.subscription=" + id_);
     std::weak_ptr<runner> weak = this->shared_from_this();
     engine_.client_.async_request(std::move(req), [weak, challenge](std::error_code ec, http::client_response r) {
       auto self = weak.lock();
       if (!self || self->stopped_) return;
-      std::string_view body = r.body;
-      while (!body.empty() && (body.back() == '\n' || body.back() == '\r' || body.back() == ' ')) body.remove_suffix(1);
-      if (ec || r.status < 200 || r.status >= 300 || body != challenge)
-        return self->engine_.ended(self->id_, "verification of intent failed");
+      if (ec || !detail::echoes(r, challenge)) return self->engine_.ended(self->id_, "verification of intent failed");
       self->held_ = false;
       self->pump();
     });
@@ -95,6 +104,10 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
   // Starts deliveries while the limit allows: dead letters being replayed first, then the queue.
   void pump() {
     while (!stopped_ && !held_ && in_flight_ < limit()) {
+      if (pending_gap_) {
+        begin(std::move(pending_gap_));
+        continue;
+      }
       if (!replays_.empty()) {
         auto d = std::make_shared<delivery>(std::move(replays_.front()));
         replays_.pop_front();
@@ -104,16 +117,41 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
       if (!sub_) return;
       auto it = sub_.state().next();
       if (!it) {
-        if (behind_ && in_flight_ == 0) resubscribe();
+        if (!batch_.empty()) begin(std::make_shared<delivery>(take_batch()));
+        else if (behind_ && in_flight_ == 0) resubscribe();
         return;
       }
-      if (it.msg && !spec_.events.empty() &&
-          std::find(spec_.events.begin(), spec_.events.end(), it.msg->event()) == spec_.events.end()) {
+      if (it.msg && !wanted(*it.msg)) {
         ++stats_.filtered;
         continue;
       }
-      begin(std::make_shared<delivery>(it.gap ? make_delivery(*it.gap) : make_delivery(it.msg)));
+      if (it.gap) {  // a gap notice goes alone, after the messages before it
+        if (!batch_.empty()) {
+          begin(std::make_shared<delivery>(take_batch()));
+          if (in_flight_ >= limit()) {
+            pending_gap_ = std::make_shared<delivery>(make_delivery(*it.gap));
+            return;
+          }
+        }
+        begin(std::make_shared<delivery>(make_delivery(*it.gap)));
+        continue;
+      }
+      if (spec_.batch_max <= 1) {
+        begin(std::make_shared<delivery>(make_delivery(it.msg)));
+        continue;
+      }
+      batch_.push_back(it.msg);  // batching: what is queued now, up to batch_max, goes in one POST
+      if (batch_.size() >= spec_.batch_max) begin(std::make_shared<delivery>(take_batch()));
     }
+  }
+
+  bool wanted(const message& m) const {
+    return spec_.events.empty() || std::find(spec_.events.begin(), spec_.events.end(), m.event()) != spec_.events.end();
+  }
+  delivery take_batch() {
+    auto d = make_batch(batch_);  // an array even of one: a batching receiver parses one shape
+    batch_.clear();
+    return d;
   }
 
   void resubscribe() {
@@ -135,7 +173,7 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
     if (auto wait = engine_.breaker_wait(origin_); wait.count() > 0) return later(std::move(d), wait);
     ++stats_.attempts;
     ++d->attempts;
-    auto req = build_request(spec_, *d, engine_.opts_.public_url);
+    auto req = build_request(spec_, *d);
     std::weak_ptr<runner> weak = this->shared_from_this();
     engine_.client_.async_request(std::move(req), [weak, d](std::error_code ec, http::client_response r) {
       if (auto self = weak.lock()) self->answered(d, ec, std::move(r));
@@ -166,8 +204,8 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
 
   void give_up(const delivery& d, std::string why) {
     ++stats_.dead;
-    dead_.push_back({.webhook_id = d.webhook_id, .topic = d.topic, .id = d.id, .msg = d.msg, .body = d.gap_body,
-                     .last_error = std::move(why), .attempts = d.attempts,
+    dead_.push_back({.webhook_id = d.webhook_id, .topic = d.topic, .id = d.id, .msg = d.msg, .body = d.json_body,
+                     .event = d.event, .last_error = std::move(why), .attempts = d.attempts,
                      .failed_at = std::chrono::system_clock::now()});
     while (dead_.size() > engine_.opts_.max_dead_letters) dead_.pop_front();
     done();
@@ -198,6 +236,8 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
   typename hub_type::subscription sub_;
   std::string resume_at_;  // the cursor to subscribe from
   std::deque<delivery> replays_;
+  std::vector<message_ptr> batch_;           // being gathered (batch_max > 1)
+  std::shared_ptr<delivery> pending_gap_;    // a gap notice that follows a batch
   std::deque<dead_letter> dead_;
   std::vector<std::shared_ptr<asio::steady_timer>> timers_;
   subscription_stats stats_;
