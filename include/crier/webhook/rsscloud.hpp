@@ -85,7 +85,7 @@ class basic_rsscloud {
     for (auto& [n, v] : form)
       if (n.size() > 3 && n.starts_with("url") && std::all_of(n.begin() + 3, n.end(), [](char c) { return c >= '0' && c <= '9'; }))
         urls.push_back(v);
-    if (urls.empty() || urls.size() > opts_.max_urls) return bad("url1..urlN: 1 to 100 feed URLs");
+    if (!get("url1") || urls.size() > opts_.max_urls) return bad("url1..urlN: 1 to 100 feed URLs, from url1");
     for (auto& u : urls) {
       if (auto ec = validate_topic(u)) return bad("\"" + u.substr(0, 100) + "\": " + ec.message());
       if (auth_ && !auth_(access_request{.action = access::subscribe, .topic = u, .request = ex->req()}))
