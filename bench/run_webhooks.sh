@@ -2,9 +2,9 @@
 # Webhook delivery: deliveries/s and latency from crier to keep-alive loopback receivers, and
 # isolation of healthy subscriptions from hanging and refusing ones.  Loopback only.
 #
-#   bench/run_webhooks.sh                        # everything (~2.5 min quiet, <= 5.5)
-#   bench/run_webhooks.sh --quick                # shorter runs, no Python-receiver comparison (~1 min)
-#   bench/run_webhooks.sh --only throughput,isolation   # a subset: throughput, latency, isolation
+#   bench/run_webhooks.sh                        # everything (~3 min quiet, <= 6.5)
+#   bench/run_webhooks.sh --quick                # shorter runs, no Python-receiver comparison (~1.5 min)
+#   bench/run_webhooks.sh --only throughput,isolation   # a subset: throughput, latency, isolation, batching
 #   CRIER_SERVER=/path/to/crier_server bench/run_webhooks.sh
 #
 # Every run starts a fresh crier_server (--webhook-allow 127.0.0.0/8), creates its
@@ -21,7 +21,7 @@ BUILD="${BUILD_DIR:-$ROOT/build-bench}"
 PY=/usr/bin/python3
 
 QUICK=0
-ONLY="throughput,latency,isolation"
+ONLY="throughput,latency,isolation,batching"
 usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,17 +34,17 @@ while [ $# -gt 0 ]; do
   shift
 done
 for s in ${ONLY//,/ }; do
-  case "$s" in throughput|latency|isolation) ;; *) echo "unknown part '$s' (throughput, latency, isolation)" >&2; exit 2 ;; esac
+  case "$s" in throughput|latency|isolation|batching) ;; *) echo "unknown part '$s' (throughput, latency, isolation, batching)" >&2; exit 2 ;; esac
 done
 
 if [ "$QUICK" = 1 ]; then
   COUNT1="${COUNT1:-5000}"; COUNT10="${COUNT10:-3000}"
   LAT_SECONDS="${LAT_SECONDS:-3}"; ISO_SECONDS="${ISO_SECONDS:-12}"; ISO_COUNT="${ISO_COUNT:-1000}"
-  COMPARE_PY="${COMPARE_PY:-0}"; ISO_REPEAT="${ISO_REPEAT:-1}"; TOTAL_BUDGET="${TOTAL_BUDGET:-180}"
+  COMPARE_PY="${COMPARE_PY:-0}"; ISO_REPEAT="${ISO_REPEAT:-1}"; TOTAL_BUDGET="${TOTAL_BUDGET:-240}"
 else
   COUNT1="${COUNT1:-8000}"; COUNT10="${COUNT10:-5000}"
   LAT_SECONDS="${LAT_SECONDS:-5}"; ISO_SECONDS="${ISO_SECONDS:-15}"; ISO_COUNT="${ISO_COUNT:-2000}"
-  COMPARE_PY="${COMPARE_PY:-1}"; ISO_REPEAT="${ISO_REPEAT:-3}"; TOTAL_BUDGET="${TOTAL_BUDGET:-330}"
+  COMPARE_PY="${COMPARE_PY:-1}"; ISO_REPEAT="${ISO_REPEAT:-3}"; TOTAL_BUDGET="${TOTAL_BUDGET:-390}"
 fi
 LAT_RATE1="${LAT_RATE1:-2000}"        # msgs/s, 1 subscription
 LAT_RATE10="${LAT_RATE10:-1000}"      # msgs/s, 10 subscriptions (10,000 deliveries/s)
@@ -53,6 +53,9 @@ ISO_HEALTHY="${ISO_HEALTHY:-50}"
 ISO_HANG="${ISO_HANG:-25}"
 ISO_REFUSE="${ISO_REFUSE:-25}"
 BAD_RETRY_MS="${BAD_RETRY_MS:-0,1000}"
+BATCH_MAX="${BATCH_MAX:-100}"         # batching part: batch_max of the "on" runs (2..1000)
+BATCH_10="${BATCH_10:-1}"             # batching part: also the 10-subscription / 10-origin pair
+BATCH_REPEAT="${BATCH_REPEAT:-1}"     # batching part: off/on pairs per shape (the report takes medians)
 SIZE="${SIZE:-128}"
 WINDOW="${WINDOW:-64}"                # pipelined publishes in flight
 RUN_MAX="${RUN_MAX:-60}"              # per run: the helper's --max-seconds (+ a 30 s kill timeout)
@@ -172,6 +175,17 @@ fi
 if want latency; then
   run paced-1       latency "${CPP[@]}" --rate "$LAT_RATE1" --seconds "$LAT_SECONDS"
   run paced-10      latency "${CPP[@]}" --rate "$LAT_RATE10" --seconds "$LAT_SECONDS" --origins 10
+fi
+if want batching; then   # the burst-1 (and burst-10) load, batch_max 1 vs BATCH_MAX, alternating
+  for r in $(seq 1 "$BATCH_REPEAT"); do
+    sfx=""; [ "$BATCH_REPEAT" -gt 1 ] && sfx="-$r"
+    run "batch-1-b1$sfx"             batching "${CPP[@]}" --count "$COUNT1"
+    run "batch-1-b$BATCH_MAX$sfx"    batching "${CPP[@]}" --count "$COUNT1" --batch-max "$BATCH_MAX"
+    if [ "$BATCH_10" = 1 ]; then
+      run "batch-10-b1$sfx"          batching "${CPP[@]}" --count "$COUNT10" --origins 10
+      run "batch-10-b$BATCH_MAX$sfx" batching "${CPP[@]}" --count "$COUNT10" --origins 10 --batch-max "$BATCH_MAX"
+    fi
+  done
 fi
 if want isolation; then
   ISO=("${CPP[@]}" --origins "$ISO_HEALTHY")

@@ -26,8 +26,15 @@
      engine's counters (GET /api/v1/subscriptions) and dead letters;
   5. writes a JSON report (--out).
 
+With --batch-max N (> 1) every subscription is created with "batch_max": N:
+crier then POSTs the messages queued when a delivery starts (up to N) as one
+JSON array of envelopes.  The receivers take a body that starts with '[' as a
+batch: every `#<seq>:<t_ns>#` in it, in order, is one message (deduplicated on
+its envelope's "id"), received at the POST's time; POSTs are counted apart
+from messages (posts/s, messages per POST).
+
 The receiver checks, per subscription: every message arrived, in publish
-order, no webhook-id twice.  Latency = receive time (CLOCK_MONOTONIC, when
+order, no webhook-id (batch: envelope id) twice.  Latency = receive time (CLOCK_MONOTONIC, when
 the request was complete in the receiver) - publish time.  CPU: crier's and
 the receiver's utime+stime over the run, and the "other load" (cores used by
 every other process on the machine meanwhile: a shared 2-core box).
@@ -38,6 +45,7 @@ import glob
 import http.client
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -70,6 +78,19 @@ def proc_ticks(pid):
         return 0
 
 
+def proc_cpu_ns(pid):
+    """On-CPU time of every thread of PID in ns (/proc/PID/task/*/schedstat), None if unreadable:
+    /proc/PID/stat counts in ticks (10 ms), too coarse for a burst that batching makes ~0.1 s."""
+    try:
+        total = 0
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        return total
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def pct(sorted_vals, p):
     if not sorted_vals:
         return None
@@ -80,10 +101,12 @@ def pct(sorted_vals, p):
 # ------------------------------------------------------------------ receiver ---
 
 RESP_200 = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+MARKER = re.compile(rb"#(\d+):(\d+)#")
+ID_KEY = b'"id":"'
 
 
 class SubState:
-    __slots__ = ("n", "last", "reordered", "dup", "wids", "first_ns", "last_ns", "bad")
+    __slots__ = ("n", "last", "reordered", "dup", "wids", "first_ns", "last_ns", "bad", "posts")
 
     def __init__(self):
         self.n = 0            # distinct deliveries (by webhook-id)
@@ -94,6 +117,7 @@ class SubState:
         self.first_ns = 0
         self.last_ns = 0
         self.bad = 0          # unparseable requests
+        self.posts = 0        # POSTs (a batch is one)
 
 
 class Recv:
@@ -108,6 +132,9 @@ class Recv:
         self.conns = {}       # port -> accepted connections
         self.hang_bytes = 0
         self.protocol_errors = 0
+        self.posts = 0        # healthy POSTs (parsed)
+        self.batch_posts = 0  # ... of which JSON arrays
+        self.post_sizes = {}  # messages in a POST -> POSTs
         self.done = None      # callback
 
 
@@ -154,13 +181,17 @@ def make_protocols(asyncio, st):
             self.buf = data[pos:] if pos < len(data) else b""
 
         def record(self, reqline, wid, body, now):
+            batch = body[:1] == b"["
             try:
                 path = reqline.split(b" ", 2)[1]
                 idx = int(path[path.rindex(b"/") + 1:])
-                c = body.index(b":", 1)
-                h = body.index(b"#", c)
-                seq = int(body[1:c])
-                t = int(body[c + 1:h])
+                if not batch:
+                    c = body.index(b":", 1)
+                    h = body.index(b"#", c)
+                    if body[:1] != b"#":
+                        raise ValueError
+                    seq = int(body[1:c])
+                    t = int(body[c + 1:h])
             except (ValueError, IndexError):
                 st.protocol_errors += 1
                 return
@@ -168,6 +199,33 @@ def make_protocols(asyncio, st):
             if s is None:
                 s = st.subs[idx] = SubState()
                 s.first_ns = now
+            st.posts += 1
+            s.posts += 1
+            if not batch:
+                st.post_sizes[1] = st.post_sizes.get(1, 0) + 1
+                self.deliver(s, wid, seq, t, now)
+            else:
+                st.batch_posts += 1
+                found = prev = 0
+                for m in MARKER.finditer(body):
+                    # the envelope's id: the last "id":"..." between the previous message and this one
+                    key = None
+                    k = body.rfind(ID_KEY, prev, m.start())
+                    if k >= 0:
+                        v0 = k + len(ID_KEY)
+                        v1 = body.find(b'"', v0, m.start())
+                        if v1 >= 0:
+                            key = body[v0:v1]
+                    self.deliver(s, key, int(m.group(1)), int(m.group(2)), now)
+                    found += 1
+                    prev = m.end()
+                st.post_sizes[found] = st.post_sizes.get(found, 0) + 1
+                if not found:
+                    st.protocol_errors += 1
+            if st.target is not None and st.total >= st.target and st.done:
+                st.done("complete")
+
+        def deliver(self, s, wid, seq, t, now):
             if wid is None or wid in s.wids:
                 s.dup += 1
                 return
@@ -184,8 +242,6 @@ def make_protocols(asyncio, st):
                 st.cpu_first = time.process_time()
             st.total += 1
             st.last_ns = now
-            if st.target is not None and st.total >= st.target and st.done:
-                st.done("complete")
 
     class Hang(asyncio.Protocol):
         def __init__(self, port):
@@ -260,13 +316,15 @@ def cmd_recv(a):
         cpu_end = time.process_time()
         subs = {}
         for idx, s in st.subs.items():
-            subs[idx] = {"n": s.n, "reordered": s.reordered, "dup": s.dup,
+            subs[idx] = {"n": s.n, "reordered": s.reordered, "dup": s.dup, "posts": s.posts,
                          "first_ns": s.first_ns, "last_ns": s.last_ns}
         lat = sorted(st.lat)
         res = {"why": why, "total": st.total, "first_ns": st.first_ns, "last_ns": st.last_ns,
                "cpu_s": (cpu_end - st.cpu_first) if st.cpu_first is not None else 0.0,
                "lat_us": {p: (pct(lat, p) / 1000.0 if lat else None) for p in (50, 90, 99, 99.9, 100)},
                "subs": subs, "conns": st.conns, "hang_bytes": st.hang_bytes,
+               "posts": st.posts, "batch_posts": st.batch_posts,
+               "post_sizes": {str(k): v for k, v in sorted(st.post_sizes.items())},
                "protocol_errors": st.protocol_errors}
         print(json.dumps(res), flush=True)
         for s in servers:
@@ -448,6 +506,8 @@ def cmd_run(a):
         sub_ids = {}
         for _, kind, i, url in order:
             body = {"target_url": url, "topics": [TOPIC]}
+            if a.batch_max > 1:
+                body["batch_max"] = a.batch_max
             if kind != "healthy" and a.bad_retry_ms:
                 body["retry_schedule_ms"] = [int(x) for x in a.bad_retry_ms.split(",")]
             status, res = api.call("POST", "/api/v1/subscriptions", body)
@@ -459,6 +519,7 @@ def cmd_run(a):
 
         # CPU samples around publish + delivery.
         c0, r0, m0, b0, w0 = proc_ticks(a.server_pid), proc_ticks(recv.pid), proc_ticks(me), busy_ticks(), time.monotonic()
+        cn0 = proc_cpu_ns(a.server_pid)
         pub_deadline = time.monotonic_ns() + int(max(1.0, hard_deadline - time.monotonic() - 5) * 1e9)
         acked, errors, t_pub0, t_pub_last = publish(host, port, count, a.rate, a.size, a.window, pub_deadline)
         expect_total = acked * len(healthy)
@@ -468,6 +529,7 @@ def cmd_run(a):
         r, _, _ = select.select([recv.stdout], [], [], remaining + 5)
         line = recv.stdout.readline() if r else ""
         c1, r1, m1, b1, w1 = proc_ticks(a.server_pid), proc_ticks(recv.pid), proc_ticks(me), busy_ticks(), time.monotonic()
+        cn1 = proc_cpu_ns(a.server_pid)
         if not line:
             raise SystemExit("receiver gave no report")
         rr = json.loads(line)
@@ -514,6 +576,16 @@ def cmd_run(a):
     crier_cpu = (c1 - c0) / HZ
     recv_cpu_all = (r1 - r0) / HZ
     other = max(0.0, ((b1 - b0) - (c1 - c0) - (r1 - r0) - (m1 - m0)) / HZ / wall) if wall > 0 else 0
+    posts = sum(s.get("posts", 0) for s in hsubs if s)
+    sizes = sorted((int(k), v) for k, v in rr.get("post_sizes", {}).items())
+
+    def size_pct(p):  # messages per POST, over POSTs
+        n, acc = sum(v for _, v in sizes), 0
+        for k, v in sizes:
+            acc += v
+            if acc >= p / 100.0 * n:
+                return k
+        return None
     hconns = [rr["conns"].get(str(p), 0) for p in ports["healthy_ports"]]
     hang_conns = [rr["conns"].get(str(p), 0) for p in ports["hang_ports"]]
     out = {
@@ -530,12 +602,20 @@ def cmd_run(a):
         "exact": lost == 0 and reordered == 0 and dup == 0 and errors == 0 and rr["protocol_errors"] == 0,
         "deliveries_per_s": delivered / span if span > 0 else None,
         "deliveries_per_s_from_publish": delivered / deliver_window if deliver_window > 0 else None,
+        "batch_max": a.batch_max, "posts": posts, "batch_posts": rr.get("batch_posts"),
+        "posts_per_s": posts / span if span > 0 else None,
+        "drain_ms": (rr["last_ns"] - t_pub_last) / 1e6 if rr["total"] else None,  # last POST - last publish ack
+        "msgs_per_post": delivered / posts if posts else None,
+        "msgs_per_post_pct": {str(p): size_pct(p) for p in (50, 90, 99, 100)},
+        "post_sizes": rr.get("post_sizes"),
         "per_sub_rate_min": min(per_sub_rate) if per_sub_rate else None,
         "per_sub_rate_mean": sum(per_sub_rate) / len(per_sub_rate) if per_sub_rate else None,
         "lat_ms": {str(k): (v / 1000.0 if v is not None else None) for k, v in rr["lat_us"].items()},
         "delivery_span_s": span,
         "crier_cpu_s": crier_cpu, "crier_cores": crier_cpu / wall if wall > 0 else None,
         "crier_us_per_delivery": crier_cpu * 1e6 / delivered if delivered else None,
+        "crier_cpu_s_ns": (cn1 - cn0) / 1e9 if cn0 is not None and cn1 is not None else None,  # schedstat
+        "crier_us_per_delivery_ns": (cn1 - cn0) / 1e3 / delivered if delivered and cn0 is not None and cn1 is not None else None,
         "recv_cpu_s": rr["cpu_s"], "recv_cores": rr["cpu_s"] / span if span > 0 else None,
         "recv_cpu_s_whole": recv_cpu_all, "recv_us_per_delivery": rr["cpu_s"] * 1e6 / delivered if delivered else None,
         "publisher_cpu_s": (m1 - m0) / HZ,
@@ -551,6 +631,7 @@ def cmd_run(a):
     log(f"{a.name}: {delivered}/{expect_total} delivered ({rr['why']}), "
         f"{out['deliveries_per_s'] or 0:,.0f}/s, p50 {out['lat_ms']['50'] or 0:.2f} ms, p99 {out['lat_ms']['99'] or 0:.2f} ms, "
         f"crier {out['crier_cores'] or 0:.2f} cores, receiver {out['recv_cores'] or 0:.2f} cores, other {other:.2f}, "
+        f"{posts:,} POSTs ({out['msgs_per_post'] or 0:.1f} msgs/POST), "
         f"exact={out['exact']}")
 
 
@@ -575,6 +656,91 @@ def limit(d):
     if crier + recv + other + pub >= 1.7:
         return "both cores busy" + (" (others)" if other >= 0.3 else "")
     return "round trips (1 in flight per subscription)"
+
+
+def batching_section(rs):
+    """The `batching` part: the same burst without (batch_max 1) and with batching, per shape."""
+    import statistics
+    L = ["## Batching: the same burst with `batch_max` 1 (off) and N", "",
+         "Each pair is the burst of the throughput part (same count, window, origins) on a fresh server, once with "
+         "every subscription's `batch_max` 1 (one message per POST, as in the throughput table) and once with N: "
+         "crier then POSTs the messages queued when a delivery starts, up to N, as one JSON array. messages/s = "
+         "healthy messages ÷ (last − first POST at the receiver), POSTs/s over the same span, msgs/POST = messages ÷ "
+         "POSTs (p50/p90/max over the POSTs); latency per message = publish → the receiver has the whole POST that "
+         "carried it, so in a burst it is queueing. \"publisher\" in the last column: the healthy subscriptions took "
+         "messages as fast as the one publishing connection got them acknowledged (≥ 0.9 × its rate), so messages/s "
+         "is a lower bound on what crier could deliver. crier µs/msg: crier's on-CPU time (all threads, "
+         "/proc/PID/task/*/schedstat, ns) from the first publish until the receiver had everything ÷ messages, so it "
+         "includes answering the publishes, which dominates once deliveries are batched "
+         "(the ticks of the throughput table are 10 ms, too coarse for a batched burst of ~0.1 s). drain ms = last POST at the receiver − last publish "
+         "acknowledged: how far delivery trailed publishing.", "",
+         "| run | subs | origins | batch_max | published | publish msgs/s | delivered/expected | exact | messages/s | POSTs/s "
+         "| msgs/POST | msgs/POST p50/p90/max | p50 ms | p99 ms | max ms | drain ms | crier cores | crier µs/msg | receiver cores "
+         "| receiver µs/msg | other load | conns/origin | limited by (guess) |",
+         "|" + "---|" * 23]
+
+    def crier_us(d):  # schedstat (ns) when the run has it, else /proc/PID/stat ticks
+        v = d.get("crier_us_per_delivery_ns")
+        return v if v is not None else d["crier_us_per_delivery"]
+
+    def lim(d):
+        if d.get("publish_rate") and d.get("per_sub_rate_mean") and d["per_sub_rate_mean"] >= 0.9 * d["publish_rate"]:
+            return "publisher (window %d)" % d["window"]
+        return limit(d)
+    for d in rs:
+        pp = d.get("msgs_per_post_pct") or {}
+        L.append(f"| {d['name']} | {d['healthy_subs']} | {d['origins']} | {d.get('batch_max', 1)} | {d['acked']:,} | "
+                 f"{f(d.get('publish_rate'))} | {d['delivered']:,}/{d['expected']:,} | {'yes' if d['exact'] else 'NO'} | "
+                 f"{f(d['deliveries_per_s'])} | {f(d.get('posts_per_s'))} | {f(d.get('msgs_per_post'), 1)} | "
+                 f"{pp.get('50', '-')}/{pp.get('90', '-')}/{pp.get('100', '-')} | "
+                 f"{f(d['lat_ms']['50'], 2)} | {f(d['lat_ms']['99'], 2)} | {f(d['lat_ms']['100'], 1)} | "
+                 f"{'≤ 0' if (d.get('drain_ms') or 0) < 0 else f(d.get('drain_ms'), 1)} | {f(d['crier_cores'], 2)} | {f(crier_us(d), 2)} | {f(d['recv_cores'], 2)} | "
+                 f"{f(d['recv_us_per_delivery'], 2)} | {f(d['other_cores'], 2)} | "
+                 f"{d['healthy_conns_per_origin'][0]}–{d['healthy_conns_per_origin'][1]} | {lim(d)} |")
+    L.append("")
+    shapes = {}
+    for d in rs:
+        key = (d["healthy_subs"], d["origins"], d["paths"], d["mode"], d["published"])
+        shapes.setdefault(key, {}).setdefault(d.get("batch_max", 1), []).append(d)
+
+    def med(ds, get):
+        v = [get(d) for d in ds if get(d) is not None]
+        return statistics.median(v) if v else None
+
+    def ratio(a_, b_):
+        return a_ / b_ if a_ is not None and b_ else None
+    pairs = []
+    for (subs, origins, paths, mode, published), by in shapes.items():
+        base = by.get(1)
+        for bm, ds in sorted(by.items()):
+            if bm == 1 or not base:
+                continue
+            g = {"dps": lambda d: d["deliveries_per_s"], "pps": lambda d: d.get("posts_per_s"),
+                 "p50": lambda d: d["lat_ms"]["50"], "p99": lambda d: d["lat_ms"]["99"],
+                 "cpu": crier_us, "mpp": lambda d: d.get("msgs_per_post")}
+            b = {k: med(base, fn) for k, fn in g.items()}
+            m = {k: med(ds, fn) for k, fn in g.items()}
+            pairs.append(f"| {subs} sub{'s' if subs != 1 else ''} × {origins} origin{'s' if origins != 1 else ''}"
+                         f"{f' × {paths} paths' if paths != 1 else ''}, {mode} of {published:,} | {bm} | {len(base)}/{len(ds)} | "
+                         f"{f(b['dps'])} → {f(m['dps'])} | {f(ratio(m['dps'], b['dps']), 2, '×')} | "
+                         f"{f(b['pps'])} → {f(m['pps'])} | {f(m['mpp'], 1)} | "
+                         f"{f(b['p50'], 2)} → {f(m['p50'], 2)} ({f(ratio(m['p50'], b['p50']), 3, '×')}) | "
+                         f"{f(b['p99'], 2)} → {f(m['p99'], 2)} ({f(ratio(m['p99'], b['p99']), 3, '×')}) | "
+                         f"{f(b['cpu'], 2)} → {f(m['cpu'], 2)} ({f(ratio(m['cpu'], b['cpu']), 2, '×')}) | "
+                         f"{'yes' if all(d['exact'] for d in base + ds) else 'NO'} |")
+    if pairs:
+        L += ["Batch ÷ no batch (medians when a shape ran more than once):", "",
+              "| load | batch_max | runs (off/on) | messages/s off → on | messages/s ratio | POSTs/s off → on | msgs/POST (on) "
+              "| p50 ms off → on (ratio) | p99 ms off → on (ratio) | crier µs/msg off → on (ratio) | exact |",
+              "|" + "---|" * 11] + pairs + [""]
+    for d in rs:
+        L.append(f"- {d['name']}: burst, window {d['window']}, batch_max {d.get('batch_max', 1)}, "
+                 f"published at {f(d['publish_rate'])} msgs/s, {d.get('posts', 0):,} POSTs "
+                 f"({d.get('batch_posts') or 0:,} JSON arrays), end: {d['end']}"
+                 + (f"; lost {d['lost']}, reordered {d['reordered']}, dup {d['dup']}, protocol errors {d['protocol_errors']}"
+                    if not d["exact"] else ""))
+    L.append("")
+    return L
 
 
 def cmd_report(a):
@@ -619,9 +785,13 @@ def cmd_report(a):
              "backlog ÷ delivery rate); deliveries/s is the number to read."),
             ("latency", "Latency: paced publishing, below capacity",
              "A fixed publish rate well under the burst throughput: latency is one delivery's cost, not queueing."),
+            ("batching", "", ""),
             ("isolation", "Isolation runs (all)", "")):
         rs = [d for d in runs.values() if d.get("group") == group]
         if not rs:
+            continue
+        if group == "batching":
+            L += batching_section(rs)
             continue
         L += [f"## {title}", ""]
         if note:
@@ -731,13 +901,15 @@ def main():
     r.add_argument("--base", required=True, help="crier's URL, http://127.0.0.1:PORT")
     r.add_argument("--server-pid", type=int, required=True)
     r.add_argument("--name", required=True)
-    r.add_argument("--group", default="throughput", help="throughput | latency | isolation (report section)")
+    r.add_argument("--group", default="throughput", help="throughput | latency | isolation | batching (report section)")
     r.add_argument("--receiver", default="", help="a webhook_receiver binary (C++); default: this script's `recv` (Python)")
     r.add_argument("--origins", type=int, default=1, help="healthy receivers, one port (origin) each")
     r.add_argument("--paths", type=int, default=1, help="subscriptions per healthy origin (distinct paths)")
     r.add_argument("--hang", type=int, default=0, help="subscriptions to ports that accept and never answer")
     r.add_argument("--refuse", type=int, default=0, help="subscriptions to closed ports")
     r.add_argument("--bad-retry-ms", default="0,1000", help="retry_schedule_ms of the bad subscriptions")
+    r.add_argument("--batch-max", type=int, default=1,
+                   help="batch_max of every subscription (2..1000: one POST carries up to N queued messages); 1 = off")
     r.add_argument("--count", type=int, default=5000, help="messages (burst)")
     r.add_argument("--rate", type=float, default=0, help="msgs/s; 0 = as fast as the window allows")
     r.add_argument("--seconds", type=float, default=5, help="with --rate: publish for this long")

@@ -8,8 +8,11 @@
 // {"pid":…,"healthy_ports":[…],"hang_ports":[…]}. A healthy port answers every request with
 // `HTTP/1.1 200 OK` + `Content-Length: 0` (keep-alive) and records it: the subscription is the
 // number after the last '/' of the path, the message `#<seq>:<t_ns>#` at the start of the body
-// (t_ns = CLOCK_MONOTONIC at publish), deduplicated on webhook-id. A hang port accepts, reads
-// and never answers. stdin: `expect TOTAL TIMEOUT_S STALL_S` (finish once TOTAL distinct
+// (t_ns = CLOCK_MONOTONIC at publish), deduplicated on webhook-id. A body that starts with '['
+// is a batch (crier's `batch_max`: a JSON array of envelopes): every `#<seq>:<t_ns>#` in it,
+// in order, is one message, deduplicated on its envelope's "id" (the last `"id":"…"` before
+// it), all received at the POST's time. POSTs are counted apart from messages (`posts`,
+// `post_sizes`: messages per POST -> POSTs). A hang port accepts, reads and never answers. stdin: `expect TOTAL TIMEOUT_S STALL_S` (finish once TOTAL distinct
 // healthy deliveries arrived, after TIMEOUT_S, or after STALL_S without a new one), `quit`.
 // --reserve: the deliveries expected per subscription, to size the tables up front.
 // Then one JSON line with the results, and exit. With WEBHOOK_RECEIVER_DUMP=FILE it also writes
@@ -48,7 +51,7 @@ std::int64_t now_ns(clockid_t c = CLOCK_MONOTONIC) {
 }
 
 struct sub_state {
-  std::uint64_t n = 0, reordered = 0, dup = 0;
+  std::uint64_t n = 0, reordered = 0, dup = 0, posts = 0;
   std::int64_t last = 0, first_ns = 0, last_ns = 0;
   std::unordered_set<std::string> wids;
 };
@@ -70,6 +73,8 @@ std::vector<sample> samples;  // only with WEBHOOK_RECEIVER_DUMP=FILE
 bool dump = false;
 std::size_t reserve_per_sub = 0;  // --reserve: expected deliveries per subscription
 std::uint64_t total = 0, protocol_errors = 0, hang_bytes = 0;
+std::uint64_t posts = 0, batch_posts = 0;        // healthy POSTs (parsed), of which JSON arrays
+std::map<std::size_t, std::uint64_t> post_sizes;  // messages in a POST -> POSTs
 std::int64_t first_ns = 0, last_ns = 0, cpu_first = -1;
 std::map<int, std::uint64_t> conns_per_port;
 
@@ -95,16 +100,45 @@ bool to_i64(std::string_view v, std::int64_t& out) {
   return true;
 }
 
+// `#<seq>:<t_ns>#` at body[at]; end = the closing '#'.
+bool parse_marker(std::string_view body, std::size_t at, std::int64_t& seq, std::int64_t& t, std::size_t& end) {
+  if (at >= body.size() || body[at] != '#') return false;
+  auto c = body.find(':', at + 1);
+  if (c == std::string_view::npos) return false;
+  auto h = body.find('#', c + 1);
+  if (h == std::string_view::npos) return false;
+  if (!to_i64(body.substr(at + 1, c - at - 1), seq) || !to_i64(body.substr(c + 1, h - c - 1), t)) return false;
+  end = h;
+  return true;
+}
+
+// One message delivered to subscription s (key: its webhook-id, or its envelope id in a batch).
+void deliver(sub_state& s, long idx, std::string_view key, bool have_key, std::int64_t seq, std::int64_t t,
+             std::int64_t now) {
+  if (!have_key || !s.wids.emplace(key).second) return void(++s.dup);
+  if (seq < s.last) ++s.reordered;
+  else s.last = seq;
+  ++s.n;
+  s.last_ns = now;
+  lat.push_back(now - t);
+  if (dump) samples.push_back({now, now - t, idx});
+  if (total == 0) {
+    first_ns = now;
+    cpu_first = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+  }
+  ++total;
+  last_ns = now;
+}
+
 void record(std::string_view reqline, std::string_view wid, bool have_wid, std::string_view body, std::int64_t now) {
   auto sp1 = reqline.find(' ');
   auto sp2 = reqline.find(' ', sp1 + 1);
   if (sp1 == std::string_view::npos || sp2 == std::string_view::npos) return void(++protocol_errors);
   auto path = reqline.substr(sp1 + 1, sp2 - sp1 - 1);
   std::int64_t idx = 0, seq = 0, t = 0;
-  auto c = body.find(':', 1), h = body.find('#', 1);
-  if (body.empty() || body[0] != '#' || c == std::string_view::npos || h == std::string_view::npos || h < c ||
-      !to_i64(path.substr(path.rfind('/') + 1), idx) || !to_i64(body.substr(1, c - 1), seq) ||
-      !to_i64(body.substr(c + 1, h - c - 1), t))
+  std::size_t end = 0;
+  bool batch = !body.empty() && body[0] == '[';
+  if (!to_i64(path.substr(path.rfind('/') + 1), idx) || (!batch && !parse_marker(body, 0, seq, t, end)))
     return void(++protocol_errors);
   auto [it, fresh] = subs.try_emplace(idx);
   sub_state& s = it->second;
@@ -114,19 +148,38 @@ void record(std::string_view reqline, std::string_view wid, bool have_wid, std::
     // in step) would stall the receiver for milliseconds and show up as crier's tail latency.
     s.wids.reserve(reserve_per_sub);
   }
-  if (!have_wid || !s.wids.emplace(wid).second) return void(++s.dup);
-  if (seq < s.last) ++s.reordered;
-  else s.last = seq;
-  ++s.n;
-  s.last_ns = now;
-  lat.push_back(now - t);
-  if (dump) samples.push_back({now, now - t, static_cast<long>(idx)});
-  if (total == 0) {
-    first_ns = now;
-    cpu_first = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+  ++posts;
+  ++s.posts;
+  if (!batch) {
+    ++post_sizes[1];
+    return deliver(s, static_cast<long>(idx), wid, have_wid, seq, t, now);
   }
-  ++total;
-  last_ns = now;
+  ++batch_posts;
+  std::size_t found = 0, pos = 0, prev = 0;
+  while ((pos = body.find('#', pos)) != std::string_view::npos) {
+    if (!parse_marker(body, pos, seq, t, end)) {
+      ++pos;
+      continue;
+    }
+    // The envelope's id: the last "id":"…" between the previous message and this one.
+    std::string_view key;
+    bool have_key = false;
+    constexpr std::string_view id_key = "\"id\":\"";
+    auto ik = body.substr(prev, pos - prev).rfind(id_key);
+    if (ik != std::string_view::npos) {
+      auto v0 = prev + ik + id_key.size();
+      auto v1 = body.find('"', v0);
+      if (v1 != std::string_view::npos && v1 < pos) {
+        key = body.substr(v0, v1 - v0);
+        have_key = true;
+      }
+    }
+    deliver(s, static_cast<long>(idx), key, have_key, seq, t, now);
+    ++found;
+    pos = prev = end + 1;
+  }
+  ++post_sizes[found];
+  if (found == 0) ++protocol_errors;
 }
 
 // Parses and answers every complete request in c.in; false = close the connection.
@@ -345,6 +398,7 @@ int main(int argc, char** argv) {
   for (auto& [idx, s] : subs) {
     out += (first ? "\"" : ", \"") + std::to_string(idx) + "\": {\"n\": " + std::to_string(s.n) +
            ", \"reordered\": " + std::to_string(s.reordered) + ", \"dup\": " + std::to_string(s.dup) +
+           ", \"posts\": " + std::to_string(s.posts) +
            ", \"first_ns\": " + std::to_string(s.first_ns) + ", \"last_ns\": " + std::to_string(s.last_ns) + "}";
     first = false;
   }
@@ -352,6 +406,13 @@ int main(int argc, char** argv) {
   first = true;
   for (auto& [port, n] : conns_per_port) {
     out += (first ? "\"" : ", \"") + std::to_string(port) + "\": " + std::to_string(n);
+    first = false;
+  }
+  out += "}, \"posts\": " + std::to_string(posts) + ", \"batch_posts\": " + std::to_string(batch_posts) +
+         ", \"post_sizes\": {";
+  first = true;
+  for (auto& [size, n] : post_sizes) {
+    out += (first ? "\"" : ", \"") + std::to_string(size) + "\": " + std::to_string(n);
     first = false;
   }
   out += "}, \"hang_bytes\": " + std::to_string(hang_bytes) + ", \"protocol_errors\": " + std::to_string(protocol_errors) + "}\n";
