@@ -13,6 +13,8 @@ enum class access {
   connect,    // open a /ws connection (topic is empty)
   subscribe,  // subscribe to `topic` (a name or a pattern)
   publish,    // publish to `topic`
+  relay,      // become a relay client (WebSocket or POST /relay; topic is empty): receive the
+              // HTTP requests sent to a public URL of this hub
 };
 
 struct access_request {

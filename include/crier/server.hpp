@@ -3,6 +3,8 @@
 //   /ws                WebSocket, the multiplexed JSON protocol (docs/protocol.md)
 //   /api/v1/subscriptions   webhook subscriptions (REST hooks)
 //   /websub, /pleaseNotify  a WebSub hub and rssCloud, delivering through the same engine
+//   /relay, /relay/{token}/…  public URLs for clients behind NAT (docs/relay.md)
+//   /crier.js, /crier.classic.js  the browser client
 //   /healthz, /metrics, and "/" when an index page is configured
 // and hands sockets an application accepted itself to crier (adopt()).
 #pragma once
@@ -17,6 +19,9 @@
 #include <crier/transport/subscribe_params.hpp>
 #include <crier/transport/websocket.hpp>
 #include <crier/transport/websocket_mux.hpp>
+#include <crier/relay/relay.hpp>
+#include <crier/relay/websocket_link.hpp>
+#include <crier/detail/client_js.hpp>
 #include <crier/webhook/engine.hpp>
 #include <crier/webhook/rest_api.hpp>
 #include <crier/webhook/rsscloud.hpp>
@@ -44,8 +49,11 @@ class basic_server {
         heartbeat_timer_(hub.get_executor()) {
     add_transport(sse_transport{opts_.sse});
     add_transport(ndjson_transport{});
+    if (opts_.relay_api) relay_ = std::make_unique<basic_relay<Executor>>(hub.get_executor(), opts_.relay, opts_.prefix);
     if (opts_.webhooks_api) {
       auto eo = opts_.webhooks;
+      if (relay_ && !eo.local_route)  // deliveries to our relay URLs skip the network
+        eo.local_route = [r = relay_.get()](http::client_request& req, auto& done) { return r->local_route(req, done); };
       if (!eo.client.address_allowed) {  // refuse private and reserved targets (SSRF) by default
         webhook::address_guard guard;
         for (auto& r : opts_.webhook_allow) {
@@ -75,6 +83,7 @@ class basic_server {
     websub_.reset();
     rsscloud_.reset();
     if (webhooks_) webhooks_->shutdown();
+    if (relay_) relay_->shutdown();
     heartbeat_timer_.cancel();
     auto streams = std::move(streams_);
     for (auto& [p, s] : streams) s->abandon();
@@ -105,6 +114,7 @@ class basic_server {
     heartbeat_timer_.cancel();
     if (websub_) websub_->shutdown();
     if (webhooks_) webhooks_->shutdown();  // deliveries in flight are abandoned; timers end
+    if (relay_) relay_->shutdown();        // relayed requests waiting get 503
     http_.stop(std::move(done));
   }
 
@@ -114,6 +124,8 @@ class basic_server {
   // The webhook engine (the C++ API behind /api/v1/subscriptions); null when webhooks_api is off.
   webhook::basic_engine<Executor>* webhooks() noexcept { return webhooks_.get(); }
   webhook::basic_websub_hub<Executor>* websub() noexcept { return websub_.get(); }
+  // The relay (null when relay_api is off).
+  basic_relay<Executor>* relay() noexcept { return relay_.get(); }
 
  private:
   // Type erasure for streaming transports: a user's type works alongside the built-ins.
@@ -151,6 +163,8 @@ class basic_server {
     path.remove_prefix(opts_.prefix.size());
     if (path.starts_with("/topics/")) return topics(std::move(ex), path.substr(8));
     if (path == "/ws") return websocket_mux(std::move(ex));
+    if (relay_ && (path == "/relay" || path.starts_with("/relay/"))) return relay_route(std::move(ex), path);
+    if (opts_.client_js && (path == "/crier.js" || path == "/crier.classic.js")) return client_js(*ex, path);
     if (rest_ && rest_->handle(*ex, path)) return;
     if (websub_ && websub_->handle(*ex, path)) return;
     if (rsscloud_ && rsscloud_->handle(ex, path)) return;
@@ -268,6 +282,41 @@ class basic_server {
     streams_.emplace(static_cast<websocket_session_base<Executor>*>(s.get()), s);
     s->start(ex, std::move(hs.response));
     ++streams_opened_;
+  }
+
+  void relay_route(std::shared_ptr<http::exchange> ex, std::string_view path) {
+    auto& req = ex->req();
+    if (path == "/relay" && (is_websocket_request(req) || req.method() == "POST") &&
+        !allowed(access::relay, {}, req))
+      return forbid(*ex);
+    if (path != "/relay" || !is_websocket_request(req)) {
+      relay_->handle(ex, path);
+      return;
+    }
+    auto hs = websocket_handshake(req, opts_.websocket, {});
+    if (!hs.ok) return ex->respond(std::move(hs.response));
+    auto s = std::make_shared<relay_websocket_session<Executor>>(hub_, opts_.websocket, hs.deflate, *relay_,
+                                                                 relay_->life(), without_body(req), stream_done());
+    streams_.emplace(static_cast<websocket_session_base<Executor>*>(s.get()), s);
+    s->start(ex, std::move(hs.response));
+    ++streams_opened_;
+  }
+
+  // The browser client (clients/js/crier.js, embedded by scripts/gen-client-js), revalidated by ETag.
+  void client_js(http::exchange& ex, std::string_view path) {
+    if (!only_get(ex)) return;
+    bool classic = path == "/crier.classic.js";
+    auto etag = classic ? detail::client_js_classic_etag() : detail::client_js_module_etag();
+    http::response r;
+    r.set("ETag", std::string(etag));
+    r.set("Cache-Control", "no-cache");
+    if (ex.req().header("if-none-match") == etag) {
+      r.status = 304;
+      return ex.respond(with_cors(ex.req(), std::move(r)));
+    }
+    r.set("Content-Type", "text/javascript; charset=utf-8");
+    r.body = std::string(classic ? detail::client_js_classic() : detail::client_js_module());
+    ex.respond(with_cors(ex.req(), std::move(r)));
   }
 
   // Removes a finished WebSocket session from streams_ (if the server still exists).
@@ -410,6 +459,7 @@ class basic_server {
   std::unique_ptr<webhook::basic_rest_api<Executor>> rest_;
   std::unique_ptr<webhook::basic_websub_hub<Executor>> websub_;
   std::unique_ptr<webhook::basic_rsscloud<Executor>> rsscloud_;
+  std::unique_ptr<basic_relay<Executor>> relay_;
 };
 
 using server = basic_server<>;

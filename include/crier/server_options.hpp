@@ -3,6 +3,7 @@
 
 #include <crier/authorize.hpp>
 #include <crier/http/options.hpp>
+#include <crier/relay/options.hpp>
 #include <crier/transport/sse.hpp>
 #include <crier/transport/websocket_handshake.hpp>
 #include <crier/webhook/options.hpp>
@@ -35,6 +36,10 @@ struct server_options {
   webhook::engine_options webhooks{};           // delivery: client timeouts, caps, breaker, queues
   webhook::websub_options websub{};             // the WebSub hub at /websub (with webhooks_api)
   webhook::rsscloud_options rsscloud{};         // rssCloud at /pleaseNotify (with webhooks_api)
+  bool relay_api = true;                        // the relay at /relay (docs/relay.md); the authorizer
+                                                // is asked (access::relay) before a client gets a URL
+  relay_options relay{};                        // token lifetime, timeouts, limits
+  bool client_js = true;                        // serve the browser client at /crier.js and /crier.classic.js
   std::vector<std::string> webhook_allow{};     // CIDR ranges webhook targets may resolve to although
                                                 // private / loopback (e.g. "127.0.0.0/8"); the rest of
                                                 // those classes is refused (SSRF), unless

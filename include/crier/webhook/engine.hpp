@@ -145,6 +145,12 @@ class basic_engine {
     client_.shutdown();
   }
   client_type& client() noexcept { return client_; }
+  // Sends a request of the engine's (a delivery, a verification, a denial): through
+  // engine_options::local_route when it takes it, else over the network with the SSRF guard.
+  void send(http::client_request req, std::function<void(std::error_code, http::client_response)> done) {
+    if (opts_.local_route && opts_.local_route(req, done)) return;
+    client_.async_request(std::move(req), std::move(done));
+  }
   const engine_options& options() const noexcept { return opts_; }
 
  private:

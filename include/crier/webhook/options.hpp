@@ -61,6 +61,11 @@ struct engine_options {
   std::chrono::milliseconds breaker_open{30s};  // then one probe is let through
   std::size_t max_dead_letters = 1000;     // per subscription; the oldest are dropped past this
   std::size_t max_subscriptions = 100'000;  // webhook, WebSub and rssCloud together
+  // Requests the application answers itself instead of sending them (crier's relay: a delivery
+  // to one of this hub's relay URLs goes straight down the relay connection). Returns true when
+  // it took the request — then it calls `done` later, never from inside this call.
+  std::function<bool(http::client_request& req, std::function<void(std::error_code, http::client_response)>& done)>
+      local_route{};
 };
 
 // The WebSub hub (websub.hpp).

@@ -132,7 +132,7 @@ class basic_rsscloud {
       req.body = "url=" + http::percent_encode(urls.front());
     }
     std::weak_ptr<int> life = life_;
-    engine_.client().async_request(
+    engine_.send(
         std::move(req), [this, life, ex = std::move(ex), callback = std::move(callback), urls = std::move(urls),
                          by_get, challenge](std::error_code ec, http::client_response r) {
           if (life.expired()) return;

@@ -37,29 +37,9 @@ namespace crier::webhook {
 
 namespace detail {
 
-inline int base64_value(char c) noexcept {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// RFC 4648 base64 with padding (how whsec_ secrets are written), appended to `out`. The
-// unused low bits of the last character are not checked, as most decoders do not.
+// RFC 4648 base64 with padding (how whsec_ secrets are written), appended to `out`.
 inline bool decode_base64(std::string_view in, std::vector<unsigned char>& out) {
-  if (in.size() % 4 != 0) return false;
-  std::size_t pad = in.ends_with("==") ? 2 : in.ends_with('=') ? 1 : 0;
-  std::uint32_t acc = 0;  // only its low bits matter; older ones may shift out
-  int bits = 0;
-  for (char c : in.substr(0, in.size() - pad)) {
-    int v = base64_value(c);  // also refuses a '=' anywhere but the end
-    if (v < 0) return false;
-    acc = acc << 6 | static_cast<std::uint32_t>(v);
-    if ((bits += 6) >= 8) out.push_back(static_cast<unsigned char>(acc >> (bits -= 8)));
-  }
-  return true;
+  return crier::detail::decode_base64(in, out);
 }
 
 struct mac {

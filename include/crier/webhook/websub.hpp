@@ -144,7 +144,7 @@ class basic_websub_hub {
     if (subscribe) q += "&hub.lease_seconds=" + std::to_string(lease.count());
     http::client_request req{.method = "GET", .url = detail::with_query(key.first, q)};
     std::weak_ptr<int> life = life_;
-    engine_.client().async_request(
+    engine_.send(
         std::move(req), [this, life, key = std::move(key), generation, subscribe, lease, challenge,
                          spec = std::move(spec)](std::error_code ec, http::client_response r) mutable {
           if (life.expired()) return;
@@ -176,7 +176,7 @@ class basic_websub_hub {
         .method = "GET",
         .url = detail::with_query(key.first, "hub.mode=denied&hub.topic=" + http::percent_encode(key.second) +
                                                  "&hub.reason=" + http::percent_encode(reason))};
-    engine_.client().async_request(std::move(req), [](std::error_code, http::client_response) {});
+    engine_.send(std::move(req), [](std::error_code, http::client_response) {});
   }
 
   // hub.mode=publish: each hub.url (or hub.topic) is fetched and its content published to it.

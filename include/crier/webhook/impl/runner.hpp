@@ -90,7 +90,7 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
     req.method = "GET";
     req.url = detail::with_query(spec_.target_url, "crier.challenge=" + challenge + "&crier.subscription=" + id_);
     std::weak_ptr<runner> weak = this->shared_from_this();
-    engine_.client_.async_request(std::move(req), [weak, challenge](std::error_code ec, http::client_response r) {
+    engine_.send(std::move(req), [weak, challenge](std::error_code ec, http::client_response r) {
       auto self = weak.lock();
       if (!self || self->stopped_) return;
       if (ec || !detail::echoes(r, challenge)) return self->engine_.ended(self->id_, "verification of intent failed");
@@ -175,7 +175,7 @@ class basic_engine<Executor>::runner final : public subscriber, public std::enab
     ++d->attempts;
     auto req = build_request(spec_, *d);
     std::weak_ptr<runner> weak = this->shared_from_this();
-    engine_.client_.async_request(std::move(req), [weak, d](std::error_code ec, http::client_response r) {
+    engine_.send(std::move(req), [weak, d](std::error_code ec, http::client_response r) {
       if (auto self = weak.lock()) self->answered(d, ec, std::move(r));
     });
   }
