@@ -42,6 +42,11 @@ void usage(std::FILE* out) {
       "  --webhook-max-subscriptions N  webhook, WebSub and rssCloud subscriptions (default 100000)\n"
       "  --websub-min-lease S      shortest WebSub lease granted, in seconds (default 60)\n"
       "  --websub-url URL          the WebSub hub URL sent as Link rel=\"hub\" (default http://<Host>/websub)\n"
+      "  --relay-answer-ms MS      a relayed request unanswered this long gets 504 (default 30000)\n"
+      "  --relay-hold-ms MS        a request to an offline relay client waits this long (default 0: 503)\n"
+      "  --relay-idle-ms MS        a relay token with no client this long ends (default 600000)\n"
+      "  --relay-grace-ms MS       long-poll relay clients count as online this long after a poll (default 5000)\n"
+      "  --relay-max-body N        largest relayed request or answer body in bytes (default 1 MiB)\n"
       "  --threads N               threads running the io_context (default 1)\n"
       "  --help                    this text\n",
       out);
@@ -95,6 +100,11 @@ int main(int argc, char** argv) {
     else if (a == "--max-connections") srv_opts.http.max_connections = n;
     else if (a == "--webhook-max-subscriptions") srv_opts.webhooks.max_subscriptions = n;
     else if (a == "--websub-min-lease") srv_opts.websub.min_lease = std::chrono::seconds(n);
+    else if (a == "--relay-answer-ms") srv_opts.relay.answer_timeout = std::chrono::milliseconds(n);
+    else if (a == "--relay-hold-ms") srv_opts.relay.offline_hold = std::chrono::milliseconds(n);
+    else if (a == "--relay-idle-ms") srv_opts.relay.idle_expiry = std::chrono::milliseconds(n);
+    else if (a == "--relay-grace-ms") srv_opts.relay.poll_grace = std::chrono::milliseconds(n);
+    else if (a == "--relay-max-body") srv_opts.relay.max_body = n;
     else if (a == "--threads") threads = static_cast<unsigned>(std::max<std::size_t>(n, 1));
     else ok = false;
     if (!ok) return std::fprintf(stderr, "crier_server: bad option %s %s\n", argv[i - 1], argv[i]), usage(stderr), 2;
