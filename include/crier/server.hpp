@@ -427,6 +427,14 @@ class basic_server {
     line("connections", "gauge", "Open HTTP connections.", http_.connection_count());
     line("websocket_compressed_total", "counter", "Broadcast WebSocket frames compressed (process-wide).",
          detail::ws_compressed_total().load(std::memory_order_relaxed));
+    if (relay_) {
+      auto& rs = relay_->stats();
+      line("relay_tokens", "gauge", "Live relay tokens.", relay_->size());
+      line("relay_forwarded_total", "counter", "Requests sent down to relay clients.", rs.forwarded);
+      line("relay_answered_total", "counter", "Answers from relay clients.", rs.answered);
+      line("relay_timeouts_total", "counter", "Relayed requests unanswered in time (504).", rs.timeouts);
+      line("relay_offline_total", "counter", "Requests to offline relay clients (503).", rs.offline);
+    }
     http::response r;
     r.set("Content-Type", "text/plain; version=0.0.4");
     r.body = std::move(b);

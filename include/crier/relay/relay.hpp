@@ -19,6 +19,14 @@
 
 namespace crier {
 
+struct relay_stats {
+  std::uint64_t forwarded = 0;   // requests sent down to a client
+  std::uint64_t answered = 0;    // answers passed back
+  std::uint64_t timeouts = 0;    // 504: no answer in time
+  std::uint64_t offline = 0;     // 503: no client online (after any hold)
+  std::uint64_t unknown = 0;     // 404: no such token
+};
+
 template <class Executor = asio::any_io_executor>
 class basic_relay {
  public:
@@ -91,6 +99,7 @@ class basic_relay {
     auto done = std::move(p->second.done);
     p->second.timer->cancel();
     s.in_flight.erase(p);
+    ++stats_.answered;
     if (r.status == 0) {
       r.status = 502;
       r.headers = {{"content-type", "application/json"}};
@@ -107,14 +116,20 @@ class basic_relay {
       asio::post(ex_, [d = std::move(d), res = std::move(res)]() mutable { d(std::move(res)); });
     };
     auto it = sessions_.find(token);
-    if (it == sessions_.end()) return post(done, error(404, "unknown_token", "no relay client has this URL"));
+    if (it == sessions_.end()) {
+      ++stats_.unknown;
+      return post(done, error(404, "unknown_token", "no relay client has this URL"));
+    }
     auto& s = *it->second;
     if (relay_wire::request_head_json(r).size() > 0xFF00)
       return post(done, error(431, "headers_too_large", "the request's headers are too large to relay"));
     if (s.in_flight.size() + s.held.size() >= opts_.max_in_flight)
       return post(done, unavailable("the relay client has too many requests in flight"));
     if (!is_online(s)) {
-      if (opts_.offline_hold.count() <= 0) return post(done, unavailable("the relay client is offline"));
+      if (opts_.offline_hold.count() <= 0) {
+        ++stats_.offline;
+        return post(done, unavailable("the relay client is offline"));
+      }
       return hold(s, std::move(r), std::move(done));
     }
     send(s, std::move(r), std::move(done));
@@ -197,6 +212,7 @@ class basic_relay {
   }
 
   std::size_t size() const noexcept { return sessions_.size(); }
+  const relay_stats& stats() const noexcept { return stats_; }
   const relay_options& options() const noexcept { return opts_; }
 
   // Everything waiting is answered (503, an empty poll); tokens end.
@@ -284,6 +300,7 @@ class basic_relay {
 
   void send(session& s, relay_wire::request r, answer_fn done) {
     r.id = s.next_id++;
+    ++stats_.forwarded;
     auto& p = s.in_flight[r.id];
     p.done = std::move(done);
     p.timer = std::make_unique<asio::steady_timer>(ex_, opts_.answer_timeout);
@@ -295,6 +312,7 @@ class basic_relay {
       if (f == it->second->in_flight.end()) return;
       auto d = std::move(f->second.done);
       it->second->in_flight.erase(f);
+      ++stats_.timeouts;
       d(error(504, "relay_timeout", "the relay client did not answer in time"));
     });
     if (s.conn) return s.conn->deliver(r);
@@ -314,6 +332,7 @@ class basic_relay {
       if (f == q.end()) return;
       auto d = std::move(f->done);
       q.erase(f);
+      ++stats_.offline;
       d(unavailable("the relay client did not come back in time"));
     });
   }
@@ -482,6 +501,7 @@ class basic_relay {
   std::string prefix_;
   std::map<std::string, std::shared_ptr<session>, std::less<>> sessions_;
   std::set<std::string, std::less<>> bases_;
+  relay_stats stats_;
   std::shared_ptr<int> life_ = std::make_shared<int>(0);
 };
 
