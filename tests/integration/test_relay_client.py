@@ -65,6 +65,8 @@ def test_webhooks_reach_a_program_behind_the_relay_in_order():
             assert all("webhook-id=" in r for r in reqs), reqs
             _, _, body = s.request("GET", "/api/v1/subscriptions/" + sid)
             assert json.loads(body)["stats"]["delivered"] == 3, body
+            assert s.metric("relay_forwarded_total") == 3 and s.metric("relay_answered_total") == 3
+            assert s.metric("relay_tokens") == 1
         finally:
             rx.stop()
 
