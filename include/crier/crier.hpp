@@ -4,6 +4,7 @@
 #include <crier/concepts.hpp>
 #include <crier/core/hub.hpp>
 #include <crier/error.hpp>
+#include <crier/relay_client.hpp>
 #include <crier/server.hpp>
 
 #include <crier/detail/asio.hpp>
