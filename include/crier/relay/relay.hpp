@@ -161,6 +161,8 @@ class basic_relay {
     if (auto q = ex->req().query(); !q.empty()) r.path += "?" + std::string(q);
     if (!relay_wire::forwardable(ex->req().headers(), opts_.max_header_bytes, r.headers))
       return ex->respond(error_http(431, "headers_too_large", "the request's headers cannot be relayed")), true;
+    // Browsers attach the hub's cookies to a relay URL: they are not the relay client's to read.
+    std::erase_if(r.headers, [](auto& h) { return h.first == "cookie"; });
     if (ex->req().body().size() > opts_.max_body)
       return ex->respond(error_http(413, "payload_too_large", "the body is larger than the relay allows")), true;
     r.body = ex->req().body();
@@ -290,10 +292,17 @@ class basic_relay {
   static http::response error_http(unsigned status, std::string_view code, std::string_view message) {
     return http::response::error(status, code, message);
   }
+  // A relay client is not trusted with the hub's origin: it cannot set cookies there, and
+  // what it serves cannot run as a page of the hub (CSP sandbox) or be sniffed into one.
   static http::response to_http(relay_wire::response res) {
     http::response r;
     r.status = res.status;
-    for (auto& [n, v] : res.headers) r.headers.emplace_back(std::move(n), std::move(v));
+    for (auto& [n, v] : res.headers)
+      if (n != "set-cookie" && n != "set-cookie2" && n != "content-security-policy" &&
+          n != "x-content-type-options")
+        r.headers.emplace_back(std::move(n), std::move(v));
+    r.headers.emplace_back("Content-Security-Policy", "sandbox");
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     r.body = std::move(res.body);
     return r;
   }
@@ -433,7 +442,8 @@ class basic_relay {
       old->respond(http::response::json(200, R"({"requests":[]})"));
     }
     s.poll = ex;
-    online(s);
+    online(s);  // held requests go out, which may answer this poll at once
+    if (s.poll != ex) return;
     if (!s.outbox.empty() || wait == 0) return flush_poll(s);
     if (!s.poll_timer) s.poll_timer = std::make_unique<asio::steady_timer>(ex_);
     s.poll_timer->expires_after(std::chrono::seconds(wait));
