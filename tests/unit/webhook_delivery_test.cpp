@@ -105,10 +105,13 @@ TEST_CASE("websub: a subscription the authorizer refuses is denied to the callba
   crier::server server{hub,
                        {.listen = "127.0.0.1:0",
                         .webhook_allow = {"127.0.0.0/8"},
-                        .authorize = [](const crier::access_request& r) { return !r.topic.starts_with("http://private."); }}};
+                        .authorize = [](const crier::access_request& r) {
+                          if (r.action == crier::access::relay) return r.request.header("x-relay").has_value();
+                          return !r.topic.starts_with("http://private.");
+                        }}};
   auto ep = server.local_endpoints().at(0);
-  auto run = [&](std::string body, std::string path = "/websub") {
-    std::string req = "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+  auto run = [&](std::string body, std::string path = "/websub", std::string extra = "") {
+    std::string req = "POST " + path + " HTTP/1.1\r\nHost: x\r\n" + extra + "Content-Type: application/x-www-form-urlencoded\r\n"
                       "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
     auto f = std::async(std::launch::async, [&] {
       auto out = http_test::exchange_bytes(ep, req, "\r\n\r\n");
@@ -129,4 +132,8 @@ TEST_CASE("websub: a subscription the authorizer refuses is denied to the callba
   CHECK(run("port=9&path=%2Fx&protocol=http-post&url1=http%3A%2F%2Fprivate.example%2Ff", "/pleaseNotify") ==
         "HTTP/1.1 403 Forbidden");
   CHECK(seen.size() == 1);  // no verification was attempted for either
+  // The relay asks too (access::relay).
+  CHECK(run("{}", "/relay") == "HTTP/1.1 403 Forbidden");
+  CHECK(run("{}", "/relay", "X-Relay: 1\r\n") == "HTTP/1.1 200 OK");
+  CHECK(server.relay()->size() == 1);
 }
