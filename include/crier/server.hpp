@@ -421,7 +421,7 @@ class basic_server {
     line("deliveries_offered_total", "counter", "Message x subscriber offers.", s.fanned_out);
     line("overflow_disconnects_total", "counter", "Subscribers ended by queue overflow.", s.overflow_disconnects);
     line("subscriptions", "gauge", "Live subscriptions.", s.subscriptions);
-    line("streams", "gauge", "Open SSE / NDJSON / custom streams.", streams_.size());
+    line("streams", "gauge", "Open streams: SSE, NDJSON, WebSocket, custom.", streams_.size());
     line("streams_opened_total", "counter", "Streams started.", streams_opened_);
     line("waiting_polls", "gauge", "Long-polls waiting.", polls_.size());
     line("connections", "gauge", "Open HTTP connections.", http_.connection_count());

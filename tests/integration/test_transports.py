@@ -107,12 +107,14 @@ def test_sse_several_topics_and_patterns_resume_with_one_cursor():
         st = SSEStream(s, "/topics/a,b/*")
         s.wait_metric("streams", lambda v: v == 1)
         s.publish("a", "1")
-        s.publish("b/x", "2")
+        s.publish("b/x", "2", {"Crier-Event": "named"})
         s.publish("c", "no")
         s.publish("b/y", "3")
         ev = st.wait_events(3)
         envs = [json.loads(e["data"]) for e in ev]
         assert [(e["topic"], e["data"]) for e in envs] == [("a", "1"), ("b/x", "2"), ("b/y", "3")]
+        # The envelope names the event; the SSE event stays "message" so onmessage gets them all.
+        assert envs[1]["event"] == "named" and [e["event"] for e in ev] == ["message"] * 3, ev
         cursor = ev[1]["id"]  # after a:1 and b/x:2
         st.close()
         s.publish("b/x", "4")

@@ -6,7 +6,8 @@
 // base64-encoded with an extra `encoding: base64` field (ignored by EventSource, read by
 // crier.js) and, when the message has no event name, `event: binary`, so `onmessage` never
 // sees base64 by surprise. Multi-topic streams (several topics or a pattern) send the JSON
-// envelope as data and a cursor list as id, so one Last-Event-ID resumes every topic.
+// envelope as data (no `event:` line: the envelope names it, and onmessage gets them all) and
+// a cursor list as id, so one Last-Event-ID resumes every topic.
 // Gaps are `event: gap` with the gap envelope as data.
 #pragma once
 
@@ -79,7 +80,8 @@ class sse_transport {
       out += '\n';
     }
     bool raw = !envelope && m.is_line_safe_text();
-    if (!m.event().empty() || (!envelope && !raw)) {
+    if (!envelope && (!m.event().empty() || !raw)) {  // an envelope names its event itself:
+                                                      // onmessage sees every message of the stream
       out += "event: ";
       out += m.event().empty() ? "binary" : m.event();
       out += '\n';
