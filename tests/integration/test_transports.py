@@ -305,5 +305,21 @@ def test_a_url_is_a_topic_name_percent_encoded_in_paths():
         assert status == 400, (status, body)
 
 
+def test_the_browser_client_is_served_and_revalidated():
+    with Server() as s:
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "clients", "js", "crier.js"),
+                  "rb") as f:
+            source = f.read()
+        status, h, body = s.request("GET", "/crier.js")
+        assert status == 200 and body == source, status  # the embedded copy is the client in clients/js
+        assert h["Content-Type"].startswith("text/javascript") and h["Access-Control-Allow-Origin"] == "*", h
+        status, h2, body = s.request("GET", "/crier.js", headers={"If-None-Match": h["ETag"]})
+        assert status == 304 and body == b"", status
+        status, h3, classic = s.request("GET", "/crier.classic.js")
+        assert status == 200 and b"globalThis.crier = {" in classic and b"export " not in classic
+        assert h3["ETag"] != h["ETag"]
+        assert s.request("POST", "/crier.js")[0] == 405
+
+
 if __name__ == "__main__":
     run([v for k, v in list(globals().items()) if k.startswith("test_")])

@@ -75,7 +75,12 @@ class basic_relay {
     }
     s->conn = l;
     if (!l) s->poll_ended = std::chrono::steady_clock::now();  // long-poll: online for poll_grace
-    online(*s);
+    s->expiry.cancel();
+    // Held requests go once the caller has sent `ready` (it does so before returning to the loop).
+    asio::post(ex_, [this, life = std::weak_ptr<int>(life_), token = s->token] {
+      if (life.expired()) return;
+      if (auto it = sessions_.find(token); it != sessions_.end() && is_online(*it->second)) online(*it->second);
+    });
     return hello_result{s->token, s->secret, resumed};
   }
 
@@ -436,7 +441,8 @@ class basic_relay {
   void poll(const std::shared_ptr<session>& sp, const std::shared_ptr<http::exchange>& ex) {
     auto& s = *sp;
     long wait = 25;
-    if (auto w = ex->req().query_param("wait")) wait = std::clamp(std::strtol(w->c_str(), nullptr, 10), 0L, 60L);
+    if (auto w = ex->req().query_param("wait"); w && !w->empty() && w->find_first_not_of("0123456789") == std::string::npos)
+      wait = std::clamp(std::strtol(w->c_str(), nullptr, 10), 0L, 60L);  // 0: answer at once
     if (s.poll) {  // a newer poll replaces the one waiting
       auto old = std::exchange(s.poll, nullptr);
       old->respond(http::response::json(200, R"({"requests":[]})"));

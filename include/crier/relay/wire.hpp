@@ -48,10 +48,11 @@ inline std::string lower(std::string_view s) {
 
 // RFC 9110 §7.6.1: meaningful for one connection only, plus those the Connection header names.
 inline bool hop_by_hop(std::string_view lower_name, std::string_view connection_value) {
-  static constexpr std::string_view fixed[] = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-                                               "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"};
+  static constexpr std::string_view fixed[] = {"connection", "keep-alive", "te", "trailer", "transfer-encoding",
+                                               "upgrade"};
   for (auto f : fixed)
     if (lower_name == f) return true;
+  if (lower_name.starts_with("proxy-")) return true;  // meant for the proxy, never for the far end
   while (!connection_value.empty()) {
     auto comma = connection_value.find(',');
     auto item = connection_value.substr(0, comma);
