@@ -454,14 +454,17 @@ class basic_relay {
     if (!s.poll_timer) s.poll_timer = std::make_unique<asio::steady_timer>(ex_);
     s.poll_timer->expires_after(std::chrono::seconds(wait));
     std::weak_ptr<session> weak = sp;
-    s.poll_timer->async_wait([this, life = std::weak_ptr<int>(life_), weak, ex](std::error_code ec) {
+    // Only a raw pointer to compare: the exchange keeps its on_close callback, which must not
+    // keep the exchange alive in turn.
+    auto* raw = ex.get();
+    s.poll_timer->async_wait([this, life = std::weak_ptr<int>(life_), weak, raw](std::error_code ec) {
       auto s = weak.lock();
-      if (ec || life.expired() || !s || s->poll != ex) return;
+      if (ec || life.expired() || !s || s->poll.get() != raw) return;
       flush_poll(*s);
     });
-    ex->on_close([this, life = std::weak_ptr<int>(life_), weak, ex](std::error_code) {
+    ex->on_close([this, life = std::weak_ptr<int>(life_), weak, raw](std::error_code) {
       auto s = weak.lock();
-      if (life.expired() || !s || s->poll != ex) return;
+      if (life.expired() || !s || s->poll.get() != raw) return;
       s->poll = nullptr;
       s->poll_ended = std::chrono::steady_clock::now();
       maybe_offline(*s);
