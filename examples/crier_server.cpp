@@ -11,6 +11,8 @@
 #include <string_view>
 #include <thread>
 
+#include "cli.hpp"
+
 namespace {
 
 const char* const index_html =
@@ -52,11 +54,7 @@ void usage(std::FILE* out) {
       out);
 }
 
-template <class T>
-bool number(std::string_view s, T& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && p == s.data() + s.size();
-}
+using crier_examples::number;
 
 }  // namespace
 
@@ -76,12 +74,8 @@ int main(int argc, char** argv) {
     else if (a == "--cors") srv_opts.cors_origins.emplace_back(v);
     else if (a == "--webhook-allow") srv_opts.webhook_allow.emplace_back(v);
     else if (a == "--websub-url") srv_opts.websub.public_url = v;
-    else if (a == "--policy") {
-      if (v == "disconnect") hub_opts.queue.policy = crier::overflow_policy::disconnect;
-      else if (v == "drop_oldest") hub_opts.queue.policy = crier::overflow_policy::drop_oldest;
-      else if (v == "conflate") hub_opts.queue.policy = crier::overflow_policy::conflate;
-      else ok = false;
-    } else if (!(ok = number(v, n))) {
+    else if (a == "--policy") ok = crier_examples::parse_policy(v, hub_opts.queue.policy);
+    else if (!(ok = number(v, n))) {
     } else if (a == "--history-messages") hub_opts.history.max_messages = n;
     else if (a == "--history-bytes") hub_opts.history.max_bytes = n;
     else if (a == "--history-age") hub_opts.history.max_age = std::chrono::seconds(n);

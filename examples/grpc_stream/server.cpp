@@ -6,6 +6,7 @@
 //   crier_grpc_stream_server --listen 127.0.0.1:8080 --grpc 127.0.0.1:50051
 //   curl -d 'hello' http://127.0.0.1:8080/topics/prices/AAPL            # publish over HTTP
 //   crier_grpc_client --target 127.0.0.1:50051 --topic 'prices/*'        # stream over gRPC
+#include "../cli.hpp"
 #include "grpc_stream.hpp"
 
 #include <crier/crier.hpp>
@@ -40,19 +41,9 @@ void usage(std::FILE* out) {
       out);
 }
 
-template <class T>
-bool number(std::string_view s, T& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && p == s.data() + s.size();
-}
+using crier_examples::number;
+using crier_examples::parse_policy;
 
-bool parse_policy(std::string_view v, crier::overflow_policy& p) {
-  if (v == "disconnect") p = crier::overflow_policy::disconnect;
-  else if (v == "drop_oldest") p = crier::overflow_policy::drop_oldest;
-  else if (v == "conflate") p = crier::overflow_policy::conflate;
-  else return false;
-  return true;
-}
 
 void print_stats(const grpc_stream::stream_stats& s) {
   auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };

@@ -5,6 +5,7 @@
 //   crier_tcp_feed_server --listen 127.0.0.1:8080 --feed 127.0.0.1:9000
 //   curl -d 'hello' http://127.0.0.1:8080/topics/prices/AAPL       # publish
 //   crier_tcp_feed_client --connect 127.0.0.1:9000 --topic 'prices/*'
+#include "../cli.hpp"
 #include "tcp_feed.hpp"
 
 #include <crier/crier.hpp>
@@ -39,19 +40,9 @@ void usage(std::FILE* out) {
       out);
 }
 
-template <class T>
-bool number(std::string_view s, T& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && p == s.data() + s.size();
-}
+using crier_examples::number;
+using crier_examples::parse_policy;
 
-bool parse_policy(std::string_view v, crier::overflow_policy& p) {
-  if (v == "disconnect") p = crier::overflow_policy::disconnect;
-  else if (v == "drop_oldest") p = crier::overflow_policy::drop_oldest;
-  else if (v == "conflate") p = crier::overflow_policy::conflate;
-  else return false;
-  return true;
-}
 
 }  // namespace
 

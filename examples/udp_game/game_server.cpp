@@ -7,6 +7,7 @@
 //
 // Prints three lines once serving (the crier URL, the registration URL, the UDP source
 // address) and, after SIGINT/SIGTERM, "udp_game stopped" with its counters; exit status 0.
+#include "../cli.hpp"
 #include "udp_transport.hpp"
 
 #include <crier/server.hpp>
@@ -47,11 +48,7 @@ void usage(std::FILE* out) {
       out);
 }
 
-template <class T>
-bool number(std::string_view s, T& out) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && p == s.data() + s.size();
-}
+using crier_examples::number;
 
 }  // namespace
 
